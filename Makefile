@@ -1,0 +1,58 @@
+# ddpm_lit: one command each for the things a user or CI does.
+# `make demo` trains and samples; `make test` runs every notebook and tests/; both build .venv first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: help install demo test test-slow export clean-nbs sync-check readme docs bench-cpu
+
+help:
+	@echo "make demo      train a small DDPM on Fashion-MNIST and sample a grid (sets up .venv)"
+	@echo "make test      run every notebook (nbdev's runner) and tests/ under pytest (sets up .venv)"
+	@echo "make test-slow the same, also running cells flagged 'slow' (real training)"
+	@echo "make export    nbdev-export + nbdev-clean: regenerate ddpm_lit/ from nbs/"
+	@echo "make readme    regenerate README.md from nbs/index.ipynb (offline, no Quarto)"
+	@echo "make docs      build the static documentation site into _site/ (offline, no Quarto)"
+
+# The venv is rebuilt when pyproject.toml changes. torch and torchvision are resolved by pip as a pair.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python tools/get_fashion_mnist.py
+	$(BIN)/ddpm-lit train --preset demo --out runs/demo
+	$(BIN)/ddpm-lit sample runs/demo --n 64 --out runs/demo/samples.png --npz runs/demo/samples.npz
+	@echo "checkpoint: runs/demo/checkpoints/   metrics: runs/demo/metrics.jsonl   grid: runs/demo/samples.png"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest tests
+
+test-slow: $(STAMP)
+	DDPM_LIT_FORCE_FLAGS=slow $(BIN)/python -m pytest tests
+
+export: $(STAMP)
+	$(BIN)/nbdev-export
+	$(BIN)/nbdev-clean
+
+# Fails when nbdev-export or nbdev-clean would change a tracked file.
+sync-check: $(STAMP)
+	$(BIN)/nbdev-export
+	$(BIN)/nbdev-clean
+	@if [ -n "$$(git status --porcelain -- nbs ddpm_lit)" ]; then \
+	  echo "nbdev-export/nbdev-clean changed these files: notebooks and ddpm_lit/ are out of sync or unclean:"; \
+	  git status --porcelain -- nbs ddpm_lit; git --no-pager diff --stat -- nbs ddpm_lit; exit 1; fi
+	@echo "notebooks and package in sync, notebooks clean"
+
+readme: $(STAMP)
+	$(BIN)/python tools/build_docs.py readme
+
+docs: $(STAMP)
+	$(BIN)/python tools/build_docs.py site
