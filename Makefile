@@ -32,11 +32,12 @@ demo: $(STAMP)
 	$(BIN)/ddpm-lit sample runs/demo --n 64 --out runs/demo/samples.png --npz runs/demo/samples.npz
 	@echo "checkpoint: runs/demo/checkpoints/   metrics: runs/demo/metrics.jsonl   grid: runs/demo/samples.png"
 
+# Two pytest workers with one thread each use the two cores better than one process with two threads.
 test: $(STAMP)
-	$(BIN)/python -m pytest tests
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 tests
 
 test-slow: $(STAMP)
-	DDPM_LIT_FORCE_FLAGS=slow $(BIN)/python -m pytest tests
+	DDPM_LIT_FORCE_FLAGS=slow OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 tests
 
 export: $(STAMP)
 	$(BIN)/nbdev-export

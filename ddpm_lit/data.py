@@ -8,7 +8,7 @@ Docs: https://ddpm-lit.github.io/ddpm_lit/data.html.md"""
 __all__ = ['DATA_ENV', 'DEBIAN_DIRS', 'IMAGE_DATASETS', 'DATASETS', 'cache_dir', 'find_data', 'ImageData', 'load_folder',
            'load_image_data', 'toy2d']
 
-# %% ../nbs/04a_data.ipynb #4f61368c
+# %% ../nbs/04a_data.ipynb #128328e8
 import gzip, math, os, shutil
 from pathlib import Path
 import numpy as np
@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-# %% ../nbs/04a_data.ipynb #b550d18b
+# %% ../nbs/04a_data.ipynb #8deff68c
 DATA_ENV = 'DDPM_LIT_DATA'
 DEBIAN_DIRS = {'fashion_mnist': '/usr/share/datasets/fashion-mnist', 'mnist': '/usr/share/datasets/mnist'}
 IMAGE_DATASETS = ('fashion_mnist', 'mnist', 'cifar10', 'folder')
@@ -50,7 +50,7 @@ def _stage_idx(src:Path, gz:bool, name:str)->Path:
         tmp.replace(dst)  # atomic: a half-written file never looks complete
     return root
 
-# %% ../nbs/04a_data.ipynb #5690543b
+# %% ../nbs/04a_data.ipynb #8868f7f9
 def find_data(name:str,           # 'fashion_mnist', 'mnist' or 'cifar10'
               data_dir:str=None,  # the user's directory, looked in first (and downloaded into if need be)
               download:bool=True, # fall back to torchvision's download when the files are nowhere on disk
@@ -80,7 +80,7 @@ def find_data(name:str,           # 'fashion_mnist', 'mnist' or 'cifar10'
                                 f"--data-dir, or set {DATA_ENV}.{hint}") from None
     return root
 
-# %% ../nbs/04a_data.ipynb #c41a46f3
+# %% ../nbs/04a_data.ipynb #b4b71ce9
 class ImageData:
     "A small image dataset held in memory as uint8 [N, C, H, W], served as float batches in [-1, 1]"
     def __init__(self,
@@ -137,7 +137,7 @@ class ImageData:
         "Move the uint8 images to `device` (a GPU holds Fashion-MNIST in 47 MB)"
         self.images = self.images.to(device); return self
 
-# %% ../nbs/04a_data.ipynb #21ed3d13
+# %% ../nbs/04a_data.ipynb #2c499271
 _IMG_EXT = ('.png', '.jpg', '.jpeg', '.bmp', '.gif', '.webp', '.tif', '.tiff')
 
 def load_folder(path:str,          # a folder of images, searched recursively
@@ -179,7 +179,7 @@ def load_image_data(name:str='fashion_mnist', # one of IMAGE_DATASETS
     labels = torch.as_tensor(np.asarray(ds.targets), dtype=torch.long)
     return ImageData(data.contiguous(), name=name, image_size=image_size, flip=(name == 'cifar10' and train), labels=labels)
 
-# %% ../nbs/04a_data.ipynb #f0d2bfbb
+# %% ../nbs/04a_data.ipynb #a0ed18bd
 def toy2d(n:int,                # number of points
           seed:int=0,           # the points are a pure function of the seed
           k:int=8,              # components, evenly spaced on a circle

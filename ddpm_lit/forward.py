@@ -7,46 +7,49 @@ Docs: https://ddpm-lit.github.io/ddpm_lit/forward.html.md"""
 # %% auto #0
 __all__ = ['q_step', 'q_mean_variance', 'q_sample']
 
-# %% ../nbs/01_forward.ipynb #71f81d14
+# %% ../nbs/01_forward.ipynb #8a1b2833
 import torch
 from torch import Tensor
 from .schedule import NoiseSchedule, extract
 
-# %% ../nbs/01_forward.ipynb #2b59e414
-def _check(x:Tensor, t:Tensor, name:str='x0'):
+# %% ../nbs/01_forward.ipynb #4649baf3
+def _check_x(x:Tensor, name:str):
     if not isinstance(x, Tensor) or not x.dtype.is_floating_point:
-        raise TypeError(f"{name} must be a floating-point tensor [B, ...], got {getattr(x, 'dtype', type(x).__name__)}")
-    if x.ndim < 1: raise ValueError(f"{name} must have a batch dimension, got shape {tuple(x.shape)}")
+        raise TypeError(f"{name} must be a floating-point tensor [B, C, H, W], got {getattr(x, 'dtype', type(x).__name__)}")
+    if x.ndim < 1: raise ValueError(f"{name} must have a batch dimension [B, ...], got a scalar")
+
+def _noise_like(noise:Tensor, x:Tensor, name:str)->Tensor:
+    if noise is None: return torch.randn_like(x)
+    if not isinstance(noise, Tensor) or noise.shape != x.shape:
+        raise ValueError(f"noise must be a tensor with {name}'s shape {tuple(x.shape)}, got {tuple(getattr(noise, 'shape', ()))}")
+    return noise
 
 def q_step(sched:NoiseSchedule, # the noise schedule
-           x_prev:Tensor,       # x_{t-1} [B, ...] (x_0 when t = 0)
-           t:Tensor,            # 0-based timesteps [B]: the step taken is the paper's t+1
-           noise:Tensor=None,   # ε ~ N(0, I) with x_prev's shape, drawn if None
-          )->Tensor:            # x_t, same shape as x_prev
+           x_prev:Tensor,       # x_{t-1} [B, C, H, W] (the clean image when t = 0)
+           t:Tensor,            # 0-based timesteps [B]: index t takes the paper's step t+1
+           noise:Tensor=None,   # ε ~ N(0, I) [B, C, H, W], drawn if None
+          )->Tensor:            # x_t, same shape and dtype as x_prev
     "One Markov step of q(x_t | x_{t-1}): sqrt(1-β_t) x_{t-1} + sqrt(β_t) ε"
-    _check(x_prev, t, 'x_prev')
-    if noise is None: noise = torch.randn_like(x_prev)
+    _check_x(x_prev, 'x_prev')
+    noise = _noise_like(noise, x_prev, 'x_prev')
     return extract(sched.sqrt_alphas, t, x_prev) * x_prev + extract(sched.betas.sqrt(), t, x_prev) * noise
 
-# %% ../nbs/01_forward.ipynb #1888bad9
+# %% ../nbs/01_forward.ipynb #05f85396
 def q_mean_variance(sched:NoiseSchedule, # the noise schedule
                     x0:Tensor,           # clean images [B, C, H, W] in [-1, 1]
                     t:Tensor,            # 0-based timesteps [B]
-                   )->tuple:             # (mean, variance, log_variance) of q(x_t | x_0), each broadcastable to x0
+                   )->tuple:             # (mean [B,C,H,W], variance [B,1,1,1], log_variance [B,1,1,1]) of q(x_t | x_0)
     "Mean sqrt(ᾱ_t) x0, variance 1-ᾱ_t and its log, of q(x_t | x_0)"
-    _check(x0, t)
+    _check_x(x0, 'x0')
     mean = extract(sched.sqrt_alpha_bars, t, x0) * x0
-    var = extract(1.0 - sched.alpha_bars, t, x0)
-    logvar = extract(sched.log_one_minus_alpha_bars, t, x0)
-    return mean, var.expand_as(x0), logvar.expand_as(x0)
+    return mean, extract(1.0 - sched.alpha_bars, t, x0), extract(sched.log_one_minus_alpha_bars, t, x0)
 
 def q_sample(sched:NoiseSchedule, # the noise schedule
              x0:Tensor,           # clean images [B, C, H, W] in [-1, 1]
              t:Tensor,            # 0-based timesteps [B]
-             noise:Tensor=None,   # ε ~ N(0, I), drawn if None
-            )->Tensor:            # x_t, same shape as x0
+             noise:Tensor=None,   # ε ~ N(0, I) [B, C, H, W], drawn if None
+            )->Tensor:            # x_t, same shape and dtype as x0
     "Sample q(x_t | x_0) in one step: sqrt(ᾱ_t) x0 + sqrt(1-ᾱ_t) ε"
-    _check(x0, t)
-    if noise is None: noise = torch.randn_like(x0)
-    elif noise.shape != x0.shape: raise ValueError(f"noise must have x0's shape {tuple(x0.shape)}, got {tuple(noise.shape)}")
+    _check_x(x0, 'x0')
+    noise = _noise_like(noise, x0, 'x0')
     return extract(sched.sqrt_alpha_bars, t, x0) * x0 + extract(sched.sqrt_one_minus_alpha_bars, t, x0) * noise

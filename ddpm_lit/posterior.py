@@ -1,4 +1,4 @@
-"""q(x_{t-1} | x_t, x_0) in closed form, ε-parameterisation, and the mean and variance of p_θ(x_{t-1} | x_t)
+"""q(x_{t-1} | x_t, x_0) in closed form, the ε-parameterisation, and the mean and variance of p_θ(x_{t-1} | x_t)
 
 Docs: https://ddpm-lit.github.io/ddpm_lit/posterior.html.md"""
 
@@ -7,56 +7,63 @@ Docs: https://ddpm-lit.github.io/ddpm_lit/posterior.html.md"""
 # %% auto #0
 __all__ = ['VAR_TYPES', 'q_posterior', 'predict_x0_from_eps', 'predict_eps_from_x0', 'p_mean_variance']
 
-# %% ../nbs/02_posterior.ipynb #c21a3313
+# %% ../nbs/02_posterior.ipynb #7bbb5788
 import torch
 from torch import Tensor
 from .schedule import NoiseSchedule, extract
 
-# %% ../nbs/02_posterior.ipynb #e331bdab
+# %% ../nbs/02_posterior.ipynb #78236402
+def _same_shape(a:Tensor, b:Tensor, na:str, nb:str):
+    if not isinstance(a, Tensor) or not isinstance(b, Tensor):
+        raise TypeError(f"{na} and {nb} must be tensors, got {type(a).__name__} and {type(b).__name__}")
+    if a.shape != b.shape:
+        raise ValueError(f"{na} and {nb} must have the same shape [B, C, H, W], got {tuple(a.shape)} and {tuple(b.shape)}")
+
 def q_posterior(sched:NoiseSchedule, # the noise schedule
                 x0:Tensor,           # clean images [B, C, H, W]
-                x_t:Tensor,          # noised images at t [B, C, H, W]
+                x_t:Tensor,          # the same images noised to step t [B, C, H, W]
                 t:Tensor,            # 0-based timesteps [B]
-               )->tuple:             # (mean [B,C,H,W], variance, log_variance [B,1,1,1] broadcastable) of q(x_{t-1} | x_t, x_0)
-    "Mean, variance and clipped log-variance of the forward-process posterior q(x_{t-1} | x_t, x_0)"
-    if x0.shape != x_t.shape: raise ValueError(f"x0 and x_t must have the same shape, got {tuple(x0.shape)} and {tuple(x_t.shape)}")
+               )->tuple:             # (mean [B,C,H,W], variance [B,1,1,1], log_variance [B,1,1,1]) of q(x_{t-1} | x_t, x_0)
+    "Mean, variance β̃_t and clipped log-variance of the forward-process posterior q(x_{t-1} | x_t, x_0)"
+    _same_shape(x0, x_t, 'x0', 'x_t')
     mean = extract(sched.posterior_mean_coef1, t, x_t) * x0 + extract(sched.posterior_mean_coef2, t, x_t) * x_t
     return mean, extract(sched.posterior_variance, t, x_t), extract(sched.posterior_log_variance_clipped, t, x_t)
 
-# %% ../nbs/02_posterior.ipynb #7840d368
+# %% ../nbs/02_posterior.ipynb #4d95d940
 def predict_x0_from_eps(sched:NoiseSchedule, # the noise schedule
                         x_t:Tensor,          # noised images [B, C, H, W]
                         t:Tensor,            # 0-based timesteps [B]
-                        eps:Tensor,          # noise (predicted) in x_t [B, C, H, W]
-                       )->Tensor:            # x0 estimate [B, C, H, W]
-    "x0 = (x_t - sqrt(1-ᾱ_t) ε) / sqrt(ᾱ_t)"
+                        eps:Tensor,          # the noise in x_t (true or predicted) [B, C, H, W]
+                       )->Tensor:            # the x0 it implies [B, C, H, W]
+    "x0 = (x_t - sqrt(1-ᾱ_t) ε) / sqrt(ᾱ_t), the x0 implied by x_t and its noise"
+    _same_shape(x_t, eps, 'x_t', 'eps')
     return extract(sched.sqrt_recip_alpha_bars, t, x_t) * x_t - extract(sched.sqrt_recipm1_alpha_bars, t, x_t) * eps
 
 def predict_eps_from_x0(sched:NoiseSchedule, # the noise schedule
                         x_t:Tensor,          # noised images [B, C, H, W]
                         t:Tensor,            # 0-based timesteps [B]
-                        x0:Tensor,           # clean image (estimate) [B, C, H, W]
-                       )->Tensor:            # ε [B, C, H, W]
+                        x0:Tensor,           # clean images (true or predicted) [B, C, H, W]
+                       )->Tensor:            # the ε it implies [B, C, H, W]
     "ε = (x_t / sqrt(ᾱ_t) - x0) / sqrt(1/ᾱ_t - 1), the inverse of `predict_x0_from_eps`"
+    _same_shape(x_t, x0, 'x_t', 'x0')
     return (extract(sched.sqrt_recip_alpha_bars, t, x_t) * x_t - x0) / extract(sched.sqrt_recipm1_alpha_bars, t, x_t)
 
-# %% ../nbs/02_posterior.ipynb #ab308424
+# %% ../nbs/02_posterior.ipynb #6d3a4d48
 VAR_TYPES = ('fixed_small', 'fixed_large')
 
 def p_mean_variance(sched:NoiseSchedule,        # the noise schedule
-                    eps:Tensor,                 # the model's ε prediction [B, C, H, W]
+                    eps:Tensor,                 # the model's ε prediction ε_θ(x_t, t) [B, C, H, W]
                     x_t:Tensor,                 # noised images [B, C, H, W]
                     t:Tensor,                   # 0-based timesteps [B]
-                    var_type:str='fixed_small', # 'fixed_small' (σ² = β̃_t) or 'fixed_large' (σ² = β_t)
-                    clip_x0:bool=True,          # clip the x0 prediction to [-1, 1]
-                   )->tuple:                    # (mean, variance, log_variance, x0_pred) of p_θ(x_{t-1} | x_t)
-    "Mean and fixed variance of the reverse step, from the ε prediction"
+                    var_type:str='fixed_small', # 'fixed_small' (σ² = β̃_t) or 'fixed_large' (σ² = β_t, β̃_1 at t=0)
+                    clip_x0:bool=True,          # clip the x0 prediction to [-1, 1] before forming the mean
+                   )->tuple:                    # (mean [B,C,H,W], variance [B,1,1,1], log_variance [B,1,1,1], x0_pred [B,C,H,W])
+    "Mean, fixed variance and x0 prediction of the reverse step p_θ(x_{t-1} | x_t), from the ε prediction"
     if var_type not in VAR_TYPES: raise ValueError(f"var_type must be one of {VAR_TYPES}, got {var_type!r}")
-    if eps.shape != x_t.shape: raise ValueError(f"eps must have x_t's shape {tuple(x_t.shape)}, got {tuple(eps.shape)}")
     x0_pred = predict_x0_from_eps(sched, x_t, t, eps)
     if clip_x0: x0_pred = x0_pred.clamp(-1, 1)
     mean, var, logvar = q_posterior(sched, x0_pred, x_t, t)
     if var_type == 'fixed_large':
-        large = torch.cat([sched.posterior_variance[1:2], sched.betas[1:]])
+        large = torch.cat([sched.posterior_variance[1:2], sched.betas[1:]]) if sched.T > 1 else sched.betas
         var, logvar = extract(large, t, x_t), extract(large.log(), t, x_t)
     return mean, var, logvar, x0_pred

@@ -7,12 +7,12 @@ Docs: https://ddpm-lit.github.io/ddpm_lit/schedule.html.md"""
 # %% auto #0
 __all__ = ['linear_betas', 'cosine_alpha_bar', 'cosine_betas', 'extract', 'NoiseSchedule']
 
-# %% ../nbs/00_schedule.ipynb #2d0d3879
+# %% ../nbs/00_schedule.ipynb #740c5507
 import math
 import torch
 from torch import Tensor
 
-# %% ../nbs/00_schedule.ipynb #50a694ed
+# %% ../nbs/00_schedule.ipynb #dad57155
 def linear_betas(T:int=1000,            # number of diffusion steps
                  beta_start:float=1e-4, # β_1, the first (smallest) variance
                  beta_end:float=0.02,   # β_T, the last (largest) variance
@@ -23,7 +23,7 @@ def linear_betas(T:int=1000,            # number of diffusion steps
         raise ValueError(f"linear_betas: need 0 < beta_start <= beta_end < 1, got beta_start={beta_start}, beta_end={beta_end}")
     return torch.linspace(beta_start, beta_end, int(T), dtype=torch.float64)
 
-# %% ../nbs/00_schedule.ipynb #d2b2816e
+# %% ../nbs/00_schedule.ipynb #05d7e5ef
 def cosine_alpha_bar(t:Tensor,       # continuous time in [0, T], any shape
                      T:int,          # number of diffusion steps
                      s:float=0.008,  # small offset so that β_1 is not vanishingly small
@@ -43,7 +43,7 @@ def cosine_betas(T:int=1000,           # number of diffusion steps
     ab = cosine_alpha_bar(torch.arange(int(T) + 1, dtype=torch.float64), int(T), s)
     return (1 - ab[1:] / ab[:-1]).clamp(max=max_beta)
 
-# %% ../nbs/00_schedule.ipynb #dc2269ea
+# %% ../nbs/00_schedule.ipynb #1122b053
 def extract(a:Tensor,  # a per-timestep constant [T], float64
             t:Tensor,  # 0-based timesteps [B], integer
             x:Tensor,  # the tensor to broadcast against [B, ...]
@@ -54,10 +54,12 @@ def extract(a:Tensor,  # a per-timestep constant [T], float64
         raise TypeError(f"t must be an integer tensor (LongTensor) of timesteps, got a {kind}")
     if t.ndim != 1 or t.shape[0] != x.shape[0]:
         raise ValueError(f"t must have shape [B] with B = x.shape[0] = {x.shape[0]}, got {tuple(t.shape)}")
-    out = a.to(x.device)[t.to(x.device)]
+    if t.device.type == 'cpu' and t.numel() and (int(t.min()) < 0 or int(t.max()) >= a.shape[0]):
+        raise ValueError(f"t must lie in [0, T-1] = [0, {a.shape[0] - 1}], got values from {int(t.min())} to {int(t.max())}")
+    out = a.to(x.device).index_select(0, t.to(x.device))   # on CUDA an out-of-range t is a device-side error
     return out.to(x.dtype).reshape(-1, *([1] * (x.ndim - 1)))
 
-# %% ../nbs/00_schedule.ipynb #08e01b28
+# %% ../nbs/00_schedule.ipynb #393e8170
 class NoiseSchedule:
     "A variance schedule β_1..β_T and every constant derived from it, all float64 [T]"
     def __init__(self, betas:Tensor): # β_t for t = 0..T-1, each in (0, 1]

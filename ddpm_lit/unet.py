@@ -8,13 +8,13 @@ Docs: https://ddpm-lit.github.io/ddpm_lit/unet.html.md"""
 __all__ = ['timestep_embedding', 'paper_init', 'zero_module', 'conv3x3', 'conv1x1', 'count_params', 'TimeEmbedding', 'ResBlock',
            'AttnBlock', 'Downsample', 'Upsample', 'UNetLevel', 'UNet']
 
-# %% ../nbs/03_unet.ipynb #f7a27fec
+# %% ../nbs/03_unet.ipynb #124cbf3e
 import math
 import torch
 from torch import Tensor, nn
 import torch.nn.functional as F
 
-# %% ../nbs/03_unet.ipynb #8e226300
+# %% ../nbs/03_unet.ipynb #254e74a3
 def timestep_embedding(t:Tensor,                # timesteps [B]: 0-based integers, or floats for continuous time
                        dim:int,                 # embedding width d, even and >= 4
                        max_period:float=10000., # the slowest wavelength, 10000 as in the paper
@@ -27,7 +27,7 @@ def timestep_embedding(t:Tensor,                # timesteps [B]: 0-based integer
     args = t.to(torch.float32)[:, None] * freqs[None]
     return torch.cat([args.sin(), args.cos()], dim=1)
 
-# %% ../nbs/03_unet.ipynb #11c88d13
+# %% ../nbs/03_unet.ipynb #8cf402d4
 def paper_init(m:nn.Module, # an nn.Conv2d or nn.Linear
                scale:float=1., # variance scale; 0 gives an all-zero layer
               )->nn.Module: # the same module, re-initialised in place
@@ -44,14 +44,18 @@ def zero_module(m:nn.Module, # any module
     for p in m.parameters(): p.detach().zero_()
     return m
 
-def conv3x3(cin:int, cout:int, # input and output channels
-            stride:int=1,      # 2 to halve the resolution
-            scale:float=1.,    # init variance scale, 0 for a zero-initialised layer
-           )->nn.Conv2d:
+def conv3x3(cin:int,         # input channels
+            cout:int,        # output channels
+            stride:int=1,    # 2 to halve the resolution
+            scale:float=1.,  # init variance scale, 0 for a zero-initialised layer
+           )->nn.Conv2d:     # Conv2d(cin, cout, 3, stride, padding=1)
     "A 3×3 convolution with 'same' padding, initialised like the paper"
     return paper_init(nn.Conv2d(cin, cout, 3, stride=stride, padding=1), scale)
 
-def conv1x1(cin:int, cout:int, scale:float=1.)->nn.Conv2d: # channels in, out; init variance scale
+def conv1x1(cin:int,         # input channels
+            cout:int,        # output channels
+            scale:float=1.,  # init variance scale, 0 for a zero-initialised layer
+           )->nn.Conv2d:     # Conv2d(cin, cout, 1)
     "A 1×1 convolution ('network in network' layer in the paper's code), initialised like the paper"
     return paper_init(nn.Conv2d(cin, cout, 1), scale)
 
@@ -61,7 +65,7 @@ def count_params(m:nn.Module, # any module
     "The number of parameters of `m`"
     return sum(p.numel() for p in m.parameters() if p.requires_grad or not trainable_only)
 
-# %% ../nbs/03_unet.ipynb #664cb564
+# %% ../nbs/03_unet.ipynb #d07c8e19
 class TimeEmbedding(nn.Module):
     "Sinusoidal embedding of width `ch` followed by Linear(ch, 4ch), SiLU, Linear(4ch, 4ch)"
     def __init__(self, ch:int,      # sinusoid width (the U-Net's base channel count)
@@ -78,7 +82,7 @@ class TimeEmbedding(nn.Module):
         emb = timestep_embedding(t, self.ch)
         return self.mlp(emb.to(dtype) if dtype is not None else emb)
 
-# %% ../nbs/03_unet.ipynb #16a0f18d
+# %% ../nbs/03_unet.ipynb #5906a08b
 class ResBlock(nn.Module):
     "GroupNorm, SiLU, conv3x3, + time projection, GroupNorm, SiLU, dropout, conv3x3 (zero-init), plus a skip"
     def __init__(self, in_ch:int,   # input channels
@@ -103,7 +107,7 @@ class ResBlock(nn.Module):
         h = self.conv2(self.dropout(F.silu(self.norm2(h))))
         return self.skip(x) + h
 
-# %% ../nbs/03_unet.ipynb #f929d345
+# %% ../nbs/03_unet.ipynb #b8337197
 class AttnBlock(nn.Module):
     "Single-head self-attention over the H*W positions: GroupNorm, 1×1 qkv, softmax(qkᵀ/√C) v, 1×1 out (zero-init), residual"
     def __init__(self, ch:int,          # channels C
@@ -123,12 +127,13 @@ class AttnBlock(nn.Module):
         h = F.scaled_dot_product_attention(q, k, v)                            # [B, HW, C], scale 1/sqrt(C)
         return x + self.proj_out(h.transpose(-1, -2).reshape(B, C, H, W))
 
-# %% ../nbs/03_unet.ipynb #4d236390
+# %% ../nbs/03_unet.ipynb #d9d71041
 class Downsample(nn.Module):
     "Halve the resolution with a stride-2 3×3 convolution"
     def __init__(self, ch:int): # channels (unchanged)
         super().__init__(); self.conv = conv3x3(ch, ch, stride=2)
-    def forward(self, x:Tensor)->Tensor: # [B, C, H, W] -> [B, C, H/2, W/2]
+    def forward(self, x:Tensor, # features [B, C, H, W], H and W even
+               )->Tensor:       # [B, C, H/2, W/2]
         "Downsample `x` by 2"
         return self.conv(x)
 
@@ -136,11 +141,12 @@ class Upsample(nn.Module):
     "Double the resolution: nearest-neighbour ×2, then a 3×3 convolution"
     def __init__(self, ch:int): # channels (unchanged)
         super().__init__(); self.conv = conv3x3(ch, ch)
-    def forward(self, x:Tensor)->Tensor: # [B, C, H, W] -> [B, C, 2H, 2W]
+    def forward(self, x:Tensor, # features [B, C, H, W]
+               )->Tensor:       # [B, C, 2H, 2W]
         "Upsample `x` by 2"
         return self.conv(F.interpolate(x, scale_factor=2., mode='nearest'))
 
-# %% ../nbs/03_unet.ipynb #5b31af3a
+# %% ../nbs/03_unet.ipynb #b88182a7
 class UNetLevel(nn.Module):
     "The modules of one U-Net resolution: residual blocks, attention (or Identity) after each, an optional resample"
     def __init__(self, res:list,            # the ResBlocks of this level
@@ -151,7 +157,7 @@ class UNetLevel(nn.Module):
         super().__init__()
         self.res, self.attn, self.resample, self.resolution = nn.ModuleList(res), nn.ModuleList(attn), resample, resolution
 
-# %% ../nbs/03_unet.ipynb #ef7f7b0a
+# %% ../nbs/03_unet.ipynb #56c4fd51
 class UNet(nn.Module):
     "The DDPM ε-network: a U-Net with timestep-conditioned residual blocks and self-attention; `model(x_t, t) -> ε`"
     def __init__(self,

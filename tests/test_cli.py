@@ -1,0 +1,55 @@
+"""The `ddpm-lit` command as a user runs it: help for each sub-command, one-line errors, an end-to-end
+train -> sample on a folder of images."""
+import numpy as np
+import pytest
+
+from conftest import cli
+
+
+@pytest.mark.parametrize('sub', ['train', 'sample', 'evaluate'])
+def test_help(sub):
+    r = cli(sub, '--help')
+    assert r.returncode == 0, r.stderr
+    assert f'usage: ddpm-lit {sub}' in r.stdout
+
+
+def test_top_level_help_lists_subcommands():
+    r = cli('--help')
+    assert r.returncode == 0
+    for sub in ('train', 'sample', 'evaluate'): assert sub in r.stdout
+
+
+@pytest.mark.parametrize('args, needle', [
+    (['train', '--out', 'x', '--lr', '-1'], '--lr'),
+    (['train', '--out', 'x', '--dataset', 'imagenet'], '--dataset'),
+    (['train'], '--out'),
+    (['sample', 'x', '--n', '0'], '--n'),
+    (['sample', 'x', '--sampler', 'euler'], '--sampler'),
+    (['frobnicate'], 'frobnicate'),
+])
+def test_bad_arguments_are_one_line(args, needle):
+    r = cli(*args)
+    assert r.returncode == 2
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert needle in r.stderr and 'Traceback' not in r.stderr
+
+
+@pytest.mark.parametrize('what', ['missing', 'not_a_checkpoint', 'empty_dir'])
+def test_sample_bad_input_is_one_line(tmp_path, what):
+    target = {'missing': tmp_path / 'nope.pt', 'empty_dir': tmp_path}[what] if what != 'not_a_checkpoint' else tmp_path / 'x.pt'
+    if what == 'not_a_checkpoint': target.write_text('not a checkpoint')
+    r = cli('sample', target, '--n', '2')
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and 'Traceback' not in r.stderr, r.stderr
+
+
+def test_train_then_sample_end_to_end(image_folder, tmp_path):
+    run = tmp_path / 'run'
+    r = cli('train', '--dataset', 'folder', '--data-dir', image_folder, '--image-size', '8', '--model', 'tiny',
+            '--T', '20', '--batch-size', '8', '--steps', '20', '--ckpt-every', '10', '--warmup', '2', '--device', 'cpu',
+            '--no-progress', '--out', run, check=True)
+    assert (run / 'metrics.jsonl').read_text().count('\n') >= 1
+    assert sorted(p.name for p in (run / 'checkpoints').iterdir()) == ['step_00000010.pt', 'step_00000020.pt']
+    r = cli('sample', run, '--n', '6', '--out', tmp_path / 'g.png', '--npz', tmp_path / 's.npz', '--device', 'cpu', check=True)
+    arr = np.load(tmp_path / 's.npz')['arr_0']
+    assert arr.shape == (6, 8, 8, 3) and arr.dtype == np.uint8
+    assert (tmp_path / 'g.png').stat().st_size > 0
