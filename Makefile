@@ -57,3 +57,8 @@ readme: $(STAMP)
 
 docs: $(STAMP)
 	$(BIN)/python tools/build_docs.py site
+
+# The CPU table of nbs/10_benchmark.ipynb (installs the peers diffusers and denoising-diffusion-pytorch)
+bench-cpu: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	$(BIN)/python bench/bench.py --device cpu --config small --threads 1 --json bench/results/cpu-small.json
