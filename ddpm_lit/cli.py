@@ -7,13 +7,13 @@ Docs: https://ddpm-lit.github.io/ddpm_lit/cli.html.md"""
 # %% auto #0
 __all__ = ['CliError', 'cmd_train', 'generate', 'cfg_channels', 'cmd_sample', 'main']
 
-# %% ../nbs/09_cli.ipynb #c149acd0
+# %% ../nbs/09_cli.ipynb #862580d7
 import argparse, json, math, sys, time
 from pathlib import Path
 import numpy as np
 import torch
 
-# %% ../nbs/09_cli.ipynb #4239d7e0
+# %% ../nbs/09_cli.ipynb #a99d5574
 class CliError(Exception):
     "A user-facing error: printed as one line, exit status 1"
 
@@ -31,7 +31,7 @@ def _positive(kind):
     f.__name__ = kind.__name__
     return f
 
-# %% ../nbs/09_cli.ipynb #4f44cfea
+# %% ../nbs/09_cli.ipynb #2911c77a
 def _train_parser(sub):
     from ddpm_lit.train import PRESETS, MODEL_PRESETS
     from ddpm_lit.data import IMAGE_DATASETS
@@ -58,6 +58,7 @@ def _train_parser(sub):
     p.add_argument('--seed', type=int)
     p.add_argument('--log-every', type=_positive(int))
     p.add_argument('--ckpt-every', type=_positive(int))
+    p.add_argument('--keep-ckpts', type=_positive(int), help='how many of the latest checkpoints to keep (default 2)')
     p.add_argument('--sample-every', type=int, help='write a DDIM-50 grid every N steps (0: never)')
     p.add_argument('--device', help="'auto' (default), 'cpu', 'cuda', 'cuda:1', ...")
     p.add_argument('--compile', action='store_true', default=None, help='torch.compile the model')
@@ -67,8 +68,8 @@ def _train_parser(sub):
     p.set_defaults(func=cmd_train)
 
 _TRAIN_KEYS = ('dataset', 'data_dir', 'image_size', 'model', 'schedule', 'T', 'loss', 'steps', 'batch_size', 'lr', 'warmup',
-               'grad_clip', 'ema_decay', 'dropout', 'seed', 'log_every', 'ckpt_every', 'sample_every', 'device',
-               'compile', 'channels_last', 'bf16')
+               'grad_clip', 'ema_decay', 'dropout', 'seed', 'log_every', 'ckpt_every', 'keep_ckpts', 'sample_every',
+               'device', 'compile', 'channels_last', 'bf16')
 
 def cmd_train(a):
     "Run `ddpm-lit train`"
@@ -77,7 +78,7 @@ def cmd_train(a):
     out = Path(a.out)
     if a.resume:
         if not checkpoints(out): raise CliError(f"--resume: no checkpoints in {out}/checkpoints to resume from")
-        allowed = {'steps', 'device', 'log_every', 'ckpt_every', 'sample_every', 'data_dir', 'compile'}
+        allowed = {'steps', 'device', 'log_every', 'ckpt_every', 'keep_ckpts', 'sample_every', 'data_dir', 'compile'}
         ignored = sorted(set(over) - allowed)
         if ignored: print(f"resuming {out}: keeping the run's saved settings; ignoring {', '.join('--' + k.replace('_', '-') for k in ignored)}", file=sys.stderr)
         tr = Trainer.resume(out, **{k: v for k, v in over.items() if k in allowed})
@@ -98,7 +99,7 @@ def cmd_train(a):
     ck = checkpoints(out)[-1]
     print(f"done: step {tr.step} in {time.time() - t0:.0f}s; checkpoint {ck}; metrics {out / 'metrics.jsonl'}")
 
-# %% ../nbs/09_cli.ipynb #058688a2
+# %% ../nbs/09_cli.ipynb #393e9e04
 def _sample_parser(sub):
     p = sub.add_parser('sample', help='sample images from a trained run',
                        description='Sample a trained model (EMA weights) and write a PNG grid and/or an .npz of uint8 images.')
@@ -158,7 +159,7 @@ def cmd_sample(a):
     what = f"DDIM {a.steps} steps, eta={a.eta}" if a.sampler == 'ddim' else f"ancestral {sched.T} steps"
     print(f"{a.n} samples ({what}) in {dt:.1f}s: {a.n / dt:.2f} images/s")
 
-# %% ../nbs/09_cli.ipynb #fb8db405
+# %% ../nbs/09_cli.ipynb #e40b0f01
 def _parser():
     p = _Parser(prog='ddpm-lit', description='Denoising Diffusion Probabilistic Models: train, sample, evaluate.')
     sub = p.add_subparsers(dest='command', required=True, parser_class=_Parser, metavar='{train,sample,evaluate}')

@@ -7,12 +7,12 @@ Docs: https://ddpm-lit.github.io/ddpm_lit/posterior.html.md"""
 # %% auto #0
 __all__ = ['VAR_TYPES', 'q_posterior', 'predict_x0_from_eps', 'predict_eps_from_x0', 'p_mean_variance']
 
-# %% ../nbs/02_posterior.ipynb #7bbb5788
+# %% ../nbs/02_posterior.ipynb #4ccfa257
 import torch
 from torch import Tensor
 from .schedule import NoiseSchedule, extract
 
-# %% ../nbs/02_posterior.ipynb #78236402
+# %% ../nbs/02_posterior.ipynb #4b923e1c
 def _same_shape(a:Tensor, b:Tensor, na:str, nb:str):
     if not isinstance(a, Tensor) or not isinstance(b, Tensor):
         raise TypeError(f"{na} and {nb} must be tensors, got {type(a).__name__} and {type(b).__name__}")
@@ -29,7 +29,7 @@ def q_posterior(sched:NoiseSchedule, # the noise schedule
     mean = extract(sched.posterior_mean_coef1, t, x_t) * x0 + extract(sched.posterior_mean_coef2, t, x_t) * x_t
     return mean, extract(sched.posterior_variance, t, x_t), extract(sched.posterior_log_variance_clipped, t, x_t)
 
-# %% ../nbs/02_posterior.ipynb #4d95d940
+# %% ../nbs/02_posterior.ipynb #a9825310
 def predict_x0_from_eps(sched:NoiseSchedule, # the noise schedule
                         x_t:Tensor,          # noised images [B, C, H, W]
                         t:Tensor,            # 0-based timesteps [B]
@@ -48,7 +48,7 @@ def predict_eps_from_x0(sched:NoiseSchedule, # the noise schedule
     _same_shape(x_t, x0, 'x_t', 'x0')
     return (extract(sched.sqrt_recip_alpha_bars, t, x_t) * x_t - x0) / extract(sched.sqrt_recipm1_alpha_bars, t, x_t)
 
-# %% ../nbs/02_posterior.ipynb #6d3a4d48
+# %% ../nbs/02_posterior.ipynb #fd03b765
 VAR_TYPES = ('fixed_small', 'fixed_large')
 
 def p_mean_variance(sched:NoiseSchedule,        # the noise schedule

@@ -8,13 +8,13 @@ Docs: https://ddpm-lit.github.io/ddpm_lit/unet.html.md"""
 __all__ = ['timestep_embedding', 'paper_init', 'zero_module', 'conv3x3', 'conv1x1', 'count_params', 'TimeEmbedding', 'ResBlock',
            'AttnBlock', 'Downsample', 'Upsample', 'UNetLevel', 'UNet']
 
-# %% ../nbs/03_unet.ipynb #124cbf3e
+# %% ../nbs/03_unet.ipynb #7e906fba
 import math
 import torch
 from torch import Tensor, nn
 import torch.nn.functional as F
 
-# %% ../nbs/03_unet.ipynb #254e74a3
+# %% ../nbs/03_unet.ipynb #adadb1f2
 def timestep_embedding(t:Tensor,                # timesteps [B]: 0-based integers, or floats for continuous time
                        dim:int,                 # embedding width d, even and >= 4
                        max_period:float=10000., # the slowest wavelength, 10000 as in the paper
@@ -27,7 +27,7 @@ def timestep_embedding(t:Tensor,                # timesteps [B]: 0-based integer
     args = t.to(torch.float32)[:, None] * freqs[None]
     return torch.cat([args.sin(), args.cos()], dim=1)
 
-# %% ../nbs/03_unet.ipynb #8cf402d4
+# %% ../nbs/03_unet.ipynb #8b3a1b04
 def paper_init(m:nn.Module, # an nn.Conv2d or nn.Linear
                scale:float=1., # variance scale; 0 gives an all-zero layer
               )->nn.Module: # the same module, re-initialised in place
@@ -65,7 +65,7 @@ def count_params(m:nn.Module, # any module
     "The number of parameters of `m`"
     return sum(p.numel() for p in m.parameters() if p.requires_grad or not trainable_only)
 
-# %% ../nbs/03_unet.ipynb #d07c8e19
+# %% ../nbs/03_unet.ipynb #5cd5592a
 class TimeEmbedding(nn.Module):
     "Sinusoidal embedding of width `ch` followed by Linear(ch, 4ch), SiLU, Linear(4ch, 4ch)"
     def __init__(self, ch:int,      # sinusoid width (the U-Net's base channel count)
@@ -82,7 +82,7 @@ class TimeEmbedding(nn.Module):
         emb = timestep_embedding(t, self.ch)
         return self.mlp(emb.to(dtype) if dtype is not None else emb)
 
-# %% ../nbs/03_unet.ipynb #5906a08b
+# %% ../nbs/03_unet.ipynb #d1c38a66
 class ResBlock(nn.Module):
     "GroupNorm, SiLU, conv3x3, + time projection, GroupNorm, SiLU, dropout, conv3x3 (zero-init), plus a skip"
     def __init__(self, in_ch:int,   # input channels
@@ -107,7 +107,7 @@ class ResBlock(nn.Module):
         h = self.conv2(self.dropout(F.silu(self.norm2(h))))
         return self.skip(x) + h
 
-# %% ../nbs/03_unet.ipynb #b8337197
+# %% ../nbs/03_unet.ipynb #643a43b1
 class AttnBlock(nn.Module):
     "Single-head self-attention over the H*W positions: GroupNorm, 1×1 qkv, softmax(qkᵀ/√C) v, 1×1 out (zero-init), residual"
     def __init__(self, ch:int,          # channels C
@@ -127,7 +127,7 @@ class AttnBlock(nn.Module):
         h = F.scaled_dot_product_attention(q, k, v)                            # [B, HW, C], scale 1/sqrt(C)
         return x + self.proj_out(h.transpose(-1, -2).reshape(B, C, H, W))
 
-# %% ../nbs/03_unet.ipynb #d9d71041
+# %% ../nbs/03_unet.ipynb #6595dc84
 class Downsample(nn.Module):
     "Halve the resolution with a stride-2 3×3 convolution"
     def __init__(self, ch:int): # channels (unchanged)
@@ -146,7 +146,7 @@ class Upsample(nn.Module):
         "Upsample `x` by 2"
         return self.conv(F.interpolate(x, scale_factor=2., mode='nearest'))
 
-# %% ../nbs/03_unet.ipynb #b88182a7
+# %% ../nbs/03_unet.ipynb #60d3ae83
 class UNetLevel(nn.Module):
     "The modules of one U-Net resolution: residual blocks, attention (or Identity) after each, an optional resample"
     def __init__(self, res:list,            # the ResBlocks of this level
@@ -157,7 +157,7 @@ class UNetLevel(nn.Module):
         super().__init__()
         self.res, self.attn, self.resample, self.resolution = nn.ModuleList(res), nn.ModuleList(attn), resample, resolution
 
-# %% ../nbs/03_unet.ipynb #56c4fd51
+# %% ../nbs/03_unet.ipynb #121c79a7
 class UNet(nn.Module):
     "The DDPM ε-network: a U-Net with timestep-conditioned residual blocks and self-attention; `model(x_t, t) -> ε`"
     def __init__(self,

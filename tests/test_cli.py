@@ -53,3 +53,16 @@ def test_train_then_sample_end_to_end(image_folder, tmp_path):
     arr = np.load(tmp_path / 's.npz')['arr_0']
     assert arr.shape == (6, 8, 8, 3) and arr.dtype == np.uint8
     assert (tmp_path / 'g.png').stat().st_size > 0
+
+
+def test_keep_ckpts_and_resume_to_more_steps(image_folder, tmp_path):
+    "--keep-ckpts keeps that many checkpoints; --resume with a larger --steps extends the run and keeps its setting"
+    run = tmp_path / 'run'
+    common = ('--device', 'cpu', '--no-progress', '--out', run)
+    cli('train', '--dataset', 'folder', '--data-dir', image_folder, '--image-size', '8', '--model', 'tiny', '--T', '20',
+        '--batch-size', '4', '--steps', '6', '--ckpt-every', '2', '--keep-ckpts', '5', '--warmup', '1', *common, check=True)
+    assert sorted(p.name for p in (run / 'checkpoints').iterdir()) == [f'step_{s:08d}.pt' for s in (2, 4, 6)]
+    cli('train', '--resume', '--steps', '10', '--data-dir', image_folder, *common, check=True)
+    assert sorted(p.name for p in (run / 'checkpoints').iterdir()) == [f'step_{s:08d}.pt' for s in (2, 4, 6, 8, 10)]
+    cli('train', '--resume', '--steps', '12', '--keep-ckpts', '1', '--data-dir', image_folder, *common, check=True)
+    assert sorted(p.name for p in (run / 'checkpoints').iterdir()) == ['step_00000012.pt']
