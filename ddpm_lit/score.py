@@ -8,7 +8,7 @@ Docs: https://ddpm-lit.github.io/ddpm_lit/score_connection.html.md"""
 __all__ = ['eps_to_score', 'score_to_eps', 'GaussianMixture', 'exact_eps_model', 'ncsn_sigmas', 'to_ncsn', 'from_ncsn',
            'dsm_loss', 'tweedie_x0', 'langevin', 'annealed_langevin', 'geometric_levels', 'ToyEpsMLP']
 
-# %% ../nbs/07_score_connection.ipynb #cf435003
+# %% ../nbs/07_score_connection.ipynb #7cb71a75
 import math
 import torch
 from torch import Tensor, nn
@@ -17,7 +17,7 @@ from .schedule import NoiseSchedule, extract
 from .forward import q_sample
 from .unet import timestep_embedding
 
-# %% ../nbs/07_score_connection.ipynb #e70514bb
+# %% ../nbs/07_score_connection.ipynb #66e24b73
 def eps_to_score(sched:NoiseSchedule, # the noise schedule
                  eps:Tensor,          # predicted noise ε [B, ...]
                  t:Tensor,            # 0-based timesteps [B]
@@ -32,7 +32,7 @@ def score_to_eps(sched:NoiseSchedule, # the noise schedule
     "The noise prediction implied by a score: ε = -sqrt(1-ᾱ_t) s"
     return -score * extract(sched.sqrt_one_minus_alpha_bars, t, score)
 
-# %% ../nbs/07_score_connection.ipynb #f6baba08
+# %% ../nbs/07_score_connection.ipynb #224b18a1
 def _as_t(t, T:int)->int:
     "A single 0-based timestep from an int or a one-element integer tensor, range-checked"
     if isinstance(t, Tensor):
@@ -175,7 +175,7 @@ class GaussianMixture:
             return (torch.softmax(logc, 0)[:, None, :] * cond).sum(0).T
         return self._per_t(sched, x, t, fn)
 
-# %% ../nbs/07_score_connection.ipynb #7d87e28b
+# %% ../nbs/07_score_connection.ipynb #84699516
 def exact_eps_model(mixture:GaussianMixture, # the data distribution p(x_0)
                     sched:NoiseSchedule,     # the noise schedule
                    ):                        # model(x_t [B, D], t [B]) -> ε* [B, D] in x_t's dtype
@@ -186,7 +186,7 @@ def exact_eps_model(mixture:GaussianMixture, # the data distribution p(x_0)
     model.mixture, model.sched = mixture, sched
     return model
 
-# %% ../nbs/07_score_connection.ipynb #ed299b3a
+# %% ../nbs/07_score_connection.ipynb #c218dec8
 def ncsn_sigmas(sched:NoiseSchedule, # the noise schedule
                )->Tensor:            # σ̃ for t = T-1, ..., 0: NCSN's decreasing ladder σ_1 > ... > σ_L, float64 [T]
     "The NCSN (variance-exploding) noise levels of a DDPM schedule: σ̃_t = sqrt((1-ᾱ_t)/ᾱ_t), largest first"
@@ -206,7 +206,7 @@ def from_ncsn(sched:NoiseSchedule, # the noise schedule
     "NCSN's x̃ back to DDPM's x_t"
     return x_tilde * extract(sched.sqrt_alpha_bars, t, x_tilde)
 
-# %% ../nbs/07_score_connection.ipynb #1120d20c
+# %% ../nbs/07_score_connection.ipynb #38e719ab
 def dsm_loss(score_model,           # callable score_model(x_t [B, ...], t [B]) -> score [B, ...]
              sched:NoiseSchedule,   # the noise schedule
              x0:Tensor,             # clean data [B, ...]
@@ -220,7 +220,7 @@ def dsm_loss(score_model,           # callable score_model(x_t [B, ...], t [B]) 
     s = score_model(q_sample(sched, x0, t, noise), t)
     return (sigma ** 2 * (s + noise / sigma) ** 2).mean()
 
-# %% ../nbs/07_score_connection.ipynb #8dc1ca9d
+# %% ../nbs/07_score_connection.ipynb #7f4e3857
 def tweedie_x0(sched:NoiseSchedule, # the noise schedule
                x_t:Tensor,          # noisy samples [B, ...]
                t:Tensor,            # 0-based timesteps [B]
@@ -229,7 +229,7 @@ def tweedie_x0(sched:NoiseSchedule, # the noise schedule
     "Tweedie's formula: E[x0 | x_t] = (x_t + (1-ᾱ_t) ∇log q_t(x_t)) / sqrt(ᾱ_t)"
     return (x_t + extract(1.0 - sched.alpha_bars, t, x_t) * score) * extract(sched.sqrt_recip_alpha_bars, t, x_t)
 
-# %% ../nbs/07_score_connection.ipynb #6cbdad53
+# %% ../nbs/07_score_connection.ipynb #aa1d81a5
 def _langevin_args(step_size, n_steps):
     if not step_size > 0: raise ValueError(f"step_size must be positive, got {step_size}")
     if isinstance(n_steps, bool) or int(n_steps) != n_steps or n_steps < 0:
@@ -273,7 +273,7 @@ def geometric_levels(sched:NoiseSchedule, # the noise schedule
     target = torch.exp(torch.linspace(math.log(sig[-1]), math.log(sig[0]), int(n), dtype=torch.float64))
     return torch.searchsorted(sig, target).clamp(max=sched.T - 1).unique().flip(0)
 
-# %% ../nbs/07_score_connection.ipynb #11aa567b
+# %% ../nbs/07_score_connection.ipynb #1ae6ced6
 class ToyEpsMLP(nn.Module):
     "A small ε-network for D-dimensional points: sinusoidal time embedding, concatenated with x_t, through an MLP"
     def __init__(self, dim:int=2,      # D, the dimension of the points
