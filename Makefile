@@ -28,7 +28,8 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python tools/get_fashion_mnist.py
-	$(BIN)/ddpm-lit train --preset demo --out runs/demo
+	@# a second `make demo` continues (or just re-samples) the run instead of refusing its directory
+	$(BIN)/ddpm-lit train --preset demo --out runs/demo $(if $(wildcard runs/demo/checkpoints/step_*.pt),--resume)
 	$(BIN)/ddpm-lit sample runs/demo --n 64 --out runs/demo/samples.png --npz runs/demo/samples.npz
 	@echo "checkpoint: runs/demo/checkpoints/   metrics: runs/demo/metrics.jsonl   grid: runs/demo/samples.png"
 
