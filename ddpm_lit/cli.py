@@ -89,8 +89,8 @@ def cmd_train(a):
         cfg = preset(name, **over)
         tr = Trainer(cfg, out)
         out.mkdir(parents=True, exist_ok=True)
-        from dataclasses import asdict
-        (out / 'config.json').write_text(json.dumps(asdict(cfg), indent=1))
+    from dataclasses import asdict
+    (out / 'config.json').write_text(json.dumps(asdict(tr.cfg), indent=1))   # on --resume: with the new steps etc.
     n_params = sum(p.numel() for p in tr.model.parameters())
     print(f"training {tr.cfg.model} U-Net ({n_params / 1e6:.2f}M parameters) on {tr.data} with {tr.device}; "
           f"step {tr.step} -> {tr.cfg.steps}; run directory {out}", file=sys.stderr)

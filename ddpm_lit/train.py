@@ -325,7 +325,7 @@ def train(cfg:TrainConfig,        # the configuration (see `preset`)
     if has and not resume:
         raise FileExistsError(f"{run_dir} already has checkpoints; pass resume=True (--resume) to continue it, or choose another directory")
     tr = Trainer.resume(run_dir, data, steps=cfg.steps) if has else Trainer(cfg, run_dir, data)
-    if not has: Path(run_dir).mkdir(parents=True, exist_ok=True); (Path(run_dir) / 'config.json').write_text(json.dumps(asdict(cfg), indent=1))
+    Path(run_dir).mkdir(parents=True, exist_ok=True); (Path(run_dir) / 'config.json').write_text(json.dumps(asdict(tr.cfg), indent=1))
     return tr.fit(progress=progress)
 
 # %% ../nbs/05_train.ipynb #a95b8ab2

@@ -1,5 +1,7 @@
 """The `ddpm-lit` command as a user runs it: help for each sub-command, one-line errors, an end-to-end
 train -> sample on a folder of images."""
+import json
+
 import numpy as np
 import pytest
 
@@ -64,5 +66,7 @@ def test_keep_ckpts_and_resume_to_more_steps(image_folder, tmp_path):
     assert sorted(p.name for p in (run / 'checkpoints').iterdir()) == [f'step_{s:08d}.pt' for s in (2, 4, 6)]
     cli('train', '--resume', '--steps', '10', '--data-dir', image_folder, *common, check=True)
     assert sorted(p.name for p in (run / 'checkpoints').iterdir()) == [f'step_{s:08d}.pt' for s in (2, 4, 6, 8, 10)]
+    cfg = json.loads((run / 'config.json').read_text())
+    assert (cfg['steps'], cfg['keep_ckpts'], cfg['batch_size']) == (10, 5, 4)   # config.json follows the resumed run
     cli('train', '--resume', '--steps', '12', '--keep-ckpts', '1', '--data-dir', image_folder, *common, check=True)
     assert sorted(p.name for p in (run / 'checkpoints').iterdir()) == ['step_00000012.pt']
