@@ -9,7 +9,7 @@ __all__ = ['CLASSIFIER_FILE', 'feature_stats', 'frechet_distance', 'frechet_dist
            'load_classifier', 'as_classifier_input', 'features', 'FIDResult', 'fid_from_features', 'fid',
            'bits_per_dim', 'inception_metric', 'inception_fid', 'evaluate', 'add_evaluate_parser', 'cmd_evaluate']
 
-# %% ../nbs/08_metrics.ipynb #43e08be4
+# %% ../nbs/08_metrics.ipynb #a804a50b
 import argparse, json, math, time
 from dataclasses import dataclass
 from importlib.resources import files
@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-# %% ../nbs/08_metrics.ipynb #36d713bd
+# %% ../nbs/08_metrics.ipynb #7bd46a72
 def feature_stats(feats, # features [N, D], N >= 2 (array or tensor)
                  )->tuple: # (mu float64 [D], sigma float64 [D, D]): mean and unbiased covariance
     "The Gaussian fitted to a set of features: mean and covariance (N-1 denominator)"
@@ -68,7 +68,7 @@ def frechet_distance_sqrtm(mu1, sigma1, mu2, sigma2, # as in `frechet_distance`
     diff = mu1 - mu2
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
 
-# %% ../nbs/08_metrics.ipynb #ad6c062c
+# %% ../nbs/08_metrics.ipynb #1c6b7cee
 def _conv_bn(cin, cout, stride=2):
     return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
 
@@ -93,7 +93,7 @@ class FMClassifier(nn.Module):
     def forward(self, x:Tensor)->Tensor: # [B,1,32,32] in [-1,1] -> class logits [B, n_classes]
         return self.head(self.body(x))
 
-# %% ../nbs/08_metrics.ipynb #39f3ad60
+# %% ../nbs/08_metrics.ipynb #12f952ba
 CLASSIFIER_FILE = 'fashion_mnist_classifier.safetensors'
 
 def classifier_path()->Path:
@@ -152,7 +152,7 @@ def features(images,                  # images, any form `as_classifier_input` t
            for i in tqdm(range(0, len(x), batch_size), disable=not progress, desc='features', leave=False)]
     return torch.cat(out).numpy() if out else np.zeros((0, model.feature_dim))
 
-# %% ../nbs/08_metrics.ipynb #49d374f7
+# %% ../nbs/08_metrics.ipynb #b90284ce
 @dataclass
 class FIDResult:
     "A Fréchet distance with the sizes of the two sets it was estimated from"
@@ -180,7 +180,7 @@ def fid(images_a,                # first set of images (samples), any form `feat
     fb = features(images_b, batch_size, model, device, progress=progress)
     return fid_from_features(fa, fb)
 
-# %% ../nbs/08_metrics.ipynb #df35560a
+# %% ../nbs/08_metrics.ipynb #42176353
 def bits_per_dim(model,                      # callable model(x_t, t) -> ε prediction
                  sched,                      # its NoiseSchedule
                  images:Tensor,              # held-out images on the 256-level grid in [-1, 1] [N, C, H, W]
@@ -208,7 +208,7 @@ def bits_per_dim(model,                      # callable model(x_t, t) -> ε pred
     return dict(total_bpd=tot.mean().item(), total_bpd_se=se, n=n, prior_bpd=prior.mean().item(),
                 decoder_bpd=float(terms[0]), terms_bpd=terms, dims=D, bits_per_image=tot.mean().item() * D)
 
-# %% ../nbs/08_metrics.ipynb #9b3c021b
+# %% ../nbs/08_metrics.ipynb #eab6f8ae
 def inception_metric(device='cpu'): # where Inception runs
     "torchmetrics' FrechetInceptionDistance (2048-d pool features), or a one-line ValueError saying what is missing"
     try: from torchmetrics.image.fid import FrechetInceptionDistance
@@ -235,7 +235,7 @@ def inception_fid(images_a,            # first set: float [N_a, C, H, W] in [-1,
             metric.update(xb.expand(-1, 3, -1, -1) if xb.shape[1] == 1 else xb, real=real)
     return FIDResult(float(metric.compute()), len(images_a), len(images_b))
 
-# %% ../nbs/08_metrics.ipynb #da3e47b3
+# %% ../nbs/08_metrics.ipynb #f54bd85e
 def _default_bpd_n(device)->int:
     return 1000 if torch.device(device).type == 'cuda' else 100
 
@@ -310,7 +310,7 @@ def evaluate(run:str,                 # a run directory (its latest checkpoint) 
             f"{b['dims']} dims each; L_T {b['prior_bpd']:.2e}, L_0 {b['decoder_bpd']:.4f})")
     return res
 
-# %% ../nbs/08_metrics.ipynb #29f6fde9
+# %% ../nbs/08_metrics.ipynb #242d3d49
 def _count(lo:int):
     def f(s):
         try: v = int(s)
