@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help install demo test test-slow export clean-nbs sync-check readme docs bench-cpu
+.PHONY: help install system-deps demo test test-slow lab export clean-nbs sync-check readme docs bench-cpu
 
 help:
 	@echo "make demo      train a small DDPM on Fashion-MNIST and sample a grid (sets up .venv)"
@@ -14,7 +14,10 @@ help:
 	@echo "make test-slow the same, also running cells flagged 'slow' (real training)"
 	@echo "make export    nbdev-export + nbdev-clean: regenerate ddpm_lit/ from nbs/"
 	@echo "make readme    regenerate README.md from nbs/index.ipynb (offline, no Quarto)"
-	@echo "make docs      build the static documentation site into _site/ (offline, no Quarto)"
+	@echo "make docs      build the static documentation site into docs/ (offline, no Quarto)"
+	@echo "make lab       JupyterLab on the chapters in nbs/ (sets up .venv)"
+	@echo "make system-deps  the Debian packages the tests and the demo use (chromium, chromium-driver,"
+	@echo "               dataset-fashion-mnist): installed when root with apt-get, else the command is printed"
 
 # The venv is rebuilt when pyproject.toml changes. torch and torchvision are resolved by pip as a pair.
 $(STAMP): pyproject.toml
@@ -26,7 +29,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-demo: $(STAMP)
+# System packages, through tools/system_deps.sh: silent when present, installed when root with apt-get, else named
+# with the command that installs them (the tests that need them skip and are listed at the end of `make test`).
+# `browser`: chromium and chromium-driver (the browser tests); `data`: dataset-fashion-mnist. Each target asks only
+# for what it uses; `make docs` needs none (MathJax comes from the dev extras when Debian's libjs-mathjax is absent).
+SYSTEM_DEPS := browser data
+system-deps:
+	@tools/system_deps.sh $(SYSTEM_DEPS)
+
+demo: SYSTEM_DEPS := data
+demo: $(STAMP) system-deps
 	$(BIN)/python tools/get_fashion_mnist.py
 	@# a second `make demo` continues (or just re-samples) the run instead of refusing its directory
 	$(BIN)/ddpm-lit train --preset demo --out runs/demo $(if $(wildcard runs/demo/checkpoints/step_*.pt),--resume)
@@ -34,10 +46,10 @@ demo: $(STAMP)
 	@echo "checkpoint: runs/demo/checkpoints/   metrics: runs/demo/metrics.jsonl   grid: runs/demo/samples.png"
 
 # Two pytest workers with one thread each use the two cores better than one process with two threads.
-test: $(STAMP)
+test: $(STAMP) system-deps
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 tests
 
-test-slow: $(STAMP)
+test-slow: $(STAMP) system-deps
 	DDPM_LIT_FORCE_FLAGS=slow OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 tests
 
 export: $(STAMP)
@@ -56,8 +68,13 @@ sync-check: $(STAMP)
 readme: $(STAMP)
 	$(BIN)/python tools/build_docs.py readme
 
+# into docs/ (nbdev's doc_path in pyproject.toml, where nbdev-docs writes the Quarto site too); open docs/index.html
 docs: $(STAMP)
 	$(BIN)/python tools/build_docs.py site
+
+# JupyterLab on the chapters; the kernel is the venv's. LAB_ARGS for more, e.g. make lab LAB_ARGS='--no-browser --port 8890'
+lab: $(STAMP)
+	$(BIN)/jupyter lab --ServerApp.root_dir=nbs $(LAB_ARGS)
 
 # The CPU table of nbs/10_benchmark.ipynb (installs the peers diffusers and denoising-diffusion-pytorch)
 bench-cpu: $(STAMP)

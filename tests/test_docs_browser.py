@@ -6,18 +6,17 @@ checks, for every page the notebooks in nbs/ make: the page loads, its figures d
 shows each public name of /work/shared/API.md whose chapter notebook exists. Screenshots of two pages go to
 tests/artifacts/. Skips, saying why, when Chromium or chromedriver is missing or the site has no local MathJax.
 """
-import functools, http.server, importlib.util, json, os, re, shutil, signal, sys, threading, time
+import functools, http.server, importlib.util, json, os, re, sys, threading, time
 import urllib.error, urllib.parse, urllib.request
 from pathlib import Path
 
 import pytest
 
+from conftest import chrome_driver
+
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / 'tests' / 'artifacts'
 TIMEOUT = 60          # seconds at most for one page load, one script, one wait
-CHROME_FLAGS = ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-                '--disable-background-networking', '--disable-component-update', '--disable-sync',
-                '--disable-dev-shm-usage', '--window-size=1400,1000']
 
 
 def _load_build_docs():
@@ -82,25 +81,7 @@ API = [(stem, name) for stem, names in api_contract().items() for name in names]
 # Fixtures: browser, site, server, driver
 # ---------------------------------------------------------------------------------------------------------------
 
-def _which(*names):
-    for n in names:
-        if not n: continue
-        p = shutil.which(n) if os.sep not in n else (n if os.access(n, os.X_OK) else None)
-        if p: return p
-
-
-@pytest.fixture(scope='module')
-def browser():
-    "(chromium, chromedriver) paths, or skip"
-    chrome = _which(os.environ.get('CHROME_BIN', ''), 'chromium', 'chromium-browser', 'google-chrome', 'google-chrome-stable')
-    driver = _which(os.environ.get('CHROMEDRIVER', ''), 'chromedriver',
-                    os.path.join(os.environ.get('CHROMEWEBDRIVER', ''), 'chromedriver') if os.environ.get('CHROMEWEBDRIVER') else '',
-                    '/usr/lib/chromium/chromedriver')
-    if not chrome: pytest.skip('no Chromium: install Debian/Ubuntu chromium (apt-get install chromium) or set CHROME_BIN')
-    if not driver: pytest.skip('no chromedriver: install chromium-driver (apt-get install chromium-driver) or set CHROMEDRIVER')
-    try: import selenium  # noqa: F401
-    except ImportError: pytest.skip('selenium is not installed (pip install selenium; it belongs in the dev extras)')
-    return chrome, driver
+# `browser` (the Chromium and chromedriver paths, or a skip) is a fixture of conftest.py
 
 
 @pytest.fixture(scope='module')
@@ -134,43 +115,10 @@ def server(site):
         httpd.shutdown(); httpd.server_close(); th.join(timeout=5)
 
 
-def _children(pid):
-    "Descendant process ids of `pid` (Linux /proc), to clean up after a browser that would not quit"
-    kids = {}
-    for d in Path('/proc').glob('[0-9]*'):
-        try: ppid = int((d / 'stat').read_text().rsplit(')', 1)[1].split()[1])
-        except Exception: continue
-        kids.setdefault(ppid, []).append(int(d.name))
-    out, todo = [], [pid]
-    while todo:
-        for c in kids.get(todo.pop(), []): out.append(c); todo.append(c)
-    return out
-
-
 @pytest.fixture(scope='module')
 def driver(browser, tmp_path_factory):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    chrome, chromedriver = browser
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = chrome
-    for f in CHROME_FLAGS + [f'--user-data-dir={tmp_path_factory.mktemp("chrome-profile")}']: opts.add_argument(f)
-    service = Service(chromedriver, log_output=os.devnull)
-    try: drv = webdriver.Chrome(options=opts, service=service)
-    except Exception as e: pytest.skip(f'headless Chromium did not start: {type(e).__name__}: {str(e)[:300]}')
-    drv.set_page_load_timeout(TIMEOUT); drv.set_script_timeout(TIMEOUT)
-    pid = getattr(getattr(service, 'process', None), 'pid', None)
-    tree = _children(pid) if pid else []
-    try: yield drv
-    finally:
-        try: drv.quit()
-        except Exception: pass
-        # quit() stops chromedriver and the browser; any of those processes still alive is ended by its id
-        for p in dict.fromkeys(([pid] if pid else []) + tree + (_children(pid) if pid else [])):
-            try:
-                if b'chrom' not in Path(f'/proc/{p}/cmdline').read_bytes(): continue   # gone, id reused
-                os.kill(p, signal.SIGKILL)
-            except (OSError, ProcessLookupError, PermissionError): pass
+    "Headless Chromium (conftest.chrome_driver: the flags that work here, a fresh profile, cleaned up after)"
+    with chrome_driver(browser, tmp_path_factory.mktemp('chrome-profile'), TIMEOUT) as drv: yield drv
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
-"""Build ddpm_lit's documentation offline: the static site `_site/` and `README.md`, with no Quarto.
+"""Build ddpm_lit's documentation offline: the static site `docs/` and `README.md`, with no Quarto.
 
-    python tools/build_docs.py site   [--out _site]       # `make docs`
+    python tools/build_docs.py site   [--out docs]        # `make docs`
     python tools/build_docs.py readme [--out README.md]   # `make readme`
 
 The published site is built by nbdev 3 with Quarto (`nbdev-docs`, run by .github/workflows/deploy.yaml), and
@@ -27,7 +27,8 @@ How it maps onto nbdev 3:
   template below (Quarto-like markup: `.cell`, `.cell-output`, a title block, a sidebar, an "On this page" table of
   contents), then honours the Quarto cell options nbdev leaves (`echo`, `output`, `include`, `code-fold`,
   `code-summary`, `fig-cap`, `warning`) and strips every `#|` line from the code shown. Math is rendered in the
-  browser by MathJax 2 from a local copy (Debian's libjs-mathjax, copied into `_site/mathjax/`), with `$...$`
+  browser by MathJax 2 from a local copy (Debian's libjs-mathjax, else the copy the `jupyter-server-mathjax` package
+  of the dev extras ships, which has only the STIX-Web fonts; copied into `docs/mathjax/`), with `$...$`
   inline and `$$...$$` display delimiters; nbconvert's markdown renderer passes LaTeX through untouched.
   `nbs/styles.css` (the stylesheet Quarto uses) is applied to both.
 - README: `nbdev-readme` renders `index.ipynb` with Quarto to GitHub markdown (`-t gfm`) and rewrites relative doc
@@ -79,6 +80,15 @@ def mathjax_config(mathjax: Path | None) -> str:
     "The `?config=` of MathJax.js: CommonHTML output where the copy has it (Debian's), else HTML-CSS"
     have = [c for c in MATHJAX_CONFIGS if mathjax and (Path(mathjax) / 'config' / f'{c}.js').exists()]
     return (have[0] if have else MATHJAX_CONFIGS[0]) + ',Safe'
+
+
+def mathjax_fonts(mathjax: Path | None) -> str:
+    """`MathJax.Hub.Config` arguments for a copy without MathJax's TeX web fonts (jupyter-server-mathjax ships only
+    STIX-Web): HTML-CSS output in STIX-Web, as Jupyter configures it; '' for a copy that has the TeX fonts (Debian's)"""
+    fonts = Path(mathjax) / 'fonts' / 'HTML-CSS' if mathjax else None
+    if not fonts or (fonts / 'TeX').is_dir() or not (fonts / 'STIX-Web').is_dir(): return ''
+    return ('{"HTML-CSS": {availableFonts: [], preferredFont: null, webFont: "STIX-Web", imageFont: null}, '
+            'SVG: {font: "STIX-Web"}}')
 
 
 def find_mathjax() -> Path | None:
@@ -445,6 +455,9 @@ PAGE_TEMPLATE = r"""
 <link rel="icon" href="data:,">
 <link rel="stylesheet" href="{{ resources.root }}site.css">
 <link rel="stylesheet" href="{{ resources.root }}styles.css">
+{%- if resources.site_mathjax_fonts %}
+<script type="text/x-mathjax-config">MathJax.Hub.Config({{ resources.site_mathjax_fonts }});</script>
+{%- endif %}
 {{ mathjax(resources.site_mathjax_url) }}
 </head>
 {%- endblock header -%}
@@ -714,6 +727,7 @@ class SiteBuilder:
                 'site': {'title': self.cfg.get('title') or self.cfg.lib_name,
                          'repo_url': self.cfg.get('git_url', '')},
                 'root': root, 'nav': self._nav(page.href), 'site_mathjax_url': mj,
+                'site_mathjax_fonts': mathjax_fonts(self.mathjax),
                 'metadata': {'name': page.stem, 'path': str(page.src.parent)}}
 
     def _fix_link(self, page: Page, url: str, is_src: bool) -> str:
@@ -797,11 +811,11 @@ def _copy_mathjax(src: Path, dest: Path):
 
 def build_site(out: str | Path | None = None, nbs_path: str | Path | None = None, quiet: bool = False,
                require_mathjax: bool = True) -> dict:
-    """Build the static site into `out` (default `_site/`); returns a report dict: out, pages, seconds, warnings.
+    """Build the static site into `out` (default: nbdev's `doc_path`, `docs/`); returns a report dict: out, pages, seconds, warnings.
     Raises `DocsError` when there is nothing to build or no local MathJax (with `require_mathjax`)."""
     t0 = time.time()
     cfg = _cfg()
-    out = Path(out or cfg.config_path / '_site').resolve()
+    out = Path(out or cfg.doc_path).resolve()
     pages = discover_pages(nbs_path)
     if not pages: raise DocsError(f"no notebooks in {nbs_path or cfg.nbs_path}")
     mathjax = find_mathjax()
@@ -902,8 +916,8 @@ def build_readme(out: str | Path | None = None, quiet: bool = False, src: str | 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     sub = ap.add_subparsers(dest='cmd', required=True)
-    s = sub.add_parser('site', help='build the static documentation site (default into _site/)')
-    s.add_argument('--out', help='output folder (default: _site/ at the repository root)')
+    s = sub.add_parser('site', help='build the static documentation site (default into docs/)')
+    s.add_argument('--out', help="output folder (default: nbdev's doc_path, docs/ at the repository root)")
     s.add_argument('--quiet', action='store_true')
     r = sub.add_parser('readme', help='write README.md from nbs/index.ipynb')
     r.add_argument('--out', help='output file (default: README.md at the repository root)')

@@ -1,9 +1,10 @@
-"""Make sure Fashion-MNIST is on disk for `make demo`.
+"""Say where `make demo` will find Fashion-MNIST, before it starts training.
 
-Order: $DDPM_LIT_DATA or Debian's /usr/share/datasets/fashion-mnist if present; else, as root on Debian,
-`apt-get install dataset-fashion-mnist`; else nothing here (`ddpm-lit train` then tries torchvision's download).
+`make demo` runs tools/system_deps.sh first, which installs Debian's dataset-fashion-mnist where it may (root with
+apt-get). This script then reports the copy `ddpm-lit train` will read: $DDPM_LIT_DATA, else Debian's
+/usr/share/datasets/fashion-mnist; with neither, `ddpm-lit train` tries torchvision's download (ddpm_lit.data.find_data).
 """
-import os, shutil, subprocess, sys
+import os, sys
 from pathlib import Path
 
 DEBIAN = Path('/usr/share/datasets/fashion-mnist')
@@ -13,14 +14,8 @@ def main():
         print(f"Fashion-MNIST: using DDPM_LIT_DATA={os.environ['DDPM_LIT_DATA']}"); return
     if any(DEBIAN.glob('train-images-idx3-ubyte*')):
         print(f"Fashion-MNIST: found Debian's copy in {DEBIAN}"); return
-    if shutil.which('apt-get') and os.geteuid() == 0:
-        print("Fashion-MNIST: installing Debian's dataset-fashion-mnist (apt-get)")
-        env = {**os.environ, 'DEBIAN_FRONTEND': 'noninteractive'}
-        ok = subprocess.run(['apt-get', 'update', '-qq'], env=env).returncode == 0 and \
-             subprocess.run(['apt-get', 'install', '-y', '-qq', 'dataset-fashion-mnist'], env=env).returncode == 0
-        if ok and any(DEBIAN.glob('train-images-idx3-ubyte*')): return
-        print("Fashion-MNIST: apt-get did not provide it", file=sys.stderr)
-    print("Fashion-MNIST: not on disk; `ddpm-lit train` will try torchvision's download", file=sys.stderr)
+    print("Fashion-MNIST: not on disk (sudo apt-get install dataset-fashion-mnist, or set DDPM_LIT_DATA); "
+          "`ddpm-lit train` will try torchvision's download", file=sys.stderr)
 
 if __name__ == '__main__':
     main()
