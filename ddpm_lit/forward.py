@@ -32,7 +32,7 @@ def q_step(sched:NoiseSchedule, # the noise schedule
     "One Markov step of q(x_t | x_{t-1}): sqrt(1-β_t) x_{t-1} + sqrt(β_t) ε"
     _check_x(x_prev, 'x_prev')
     noise = _noise_like(noise, x_prev, 'x_prev')
-    return extract(sched.sqrt_alphas, t, x_prev) * x_prev + extract(sched.betas.sqrt(), t, x_prev) * noise
+    return extract(sched.sqrt_alphas, t, x_prev) * x_prev + extract(sched.sqrt_betas, t, x_prev) * noise
 
 # %% ../nbs/01_forward.ipynb #05f85396
 def q_mean_variance(sched:NoiseSchedule, # the noise schedule
@@ -42,7 +42,7 @@ def q_mean_variance(sched:NoiseSchedule, # the noise schedule
     "Mean sqrt(ᾱ_t) x0, variance 1-ᾱ_t and its log, of q(x_t | x_0)"
     _check_x(x0, 'x0')
     mean = extract(sched.sqrt_alpha_bars, t, x0) * x0
-    return mean, extract(1.0 - sched.alpha_bars, t, x0), extract(sched.log_one_minus_alpha_bars, t, x0)
+    return mean, extract(sched.one_minus_alpha_bars, t, x0), extract(sched.log_one_minus_alpha_bars, t, x0)
 
 def q_sample(sched:NoiseSchedule, # the noise schedule
              x0:Tensor,           # clean images [B, C, H, W] in [-1, 1]

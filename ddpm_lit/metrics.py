@@ -7,11 +7,11 @@ Docs: https://ddpm-lit.github.io/ddpm_lit/metrics.html.md"""
 # %% auto #0
 __all__ = ['CLASSIFIER_FILE', 'feature_stats', 'frechet_distance', 'frechet_distance_sqrtm', 'FMClassifier', 'classifier_path',
            'load_classifier', 'as_classifier_input', 'features', 'FIDResult', 'fid_from_features', 'fid',
-           'bits_per_dim', 'inception_metric', 'inception_fid', 'evaluate', 'add_evaluate_parser', 'cmd_evaluate']
+           'bits_per_dim', 'inception_metric', 'inception_fid', 'evaluate']
 
 # %% ../nbs/08_metrics.ipynb #a804a50b
-import argparse, json, math, time
-from dataclasses import dataclass
+import json, math, sys, time
+from dataclasses import dataclass, replace
 from importlib.resources import files
 from pathlib import Path
 import numpy as np
@@ -19,6 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
+
+from .loss import vlb_terms
+from .sample import SAMPLERS, check_choice, generate, resolve_device, to_uint8
+from .train import load_run, load_data
 
 # %% ../nbs/08_metrics.ipynb #7bd46a72
 def feature_stats(feats, # features [N, D], N >= 2 (array or tensor)
@@ -181,16 +185,16 @@ def fid(images_a,                # first set of images (samples), any form `feat
     return fid_from_features(fa, fb)
 
 # %% ../nbs/08_metrics.ipynb #42176353
-def bits_per_dim(model,                      # callable model(x_t, t) -> ε prediction
-                 sched,                      # its NoiseSchedule
-                 images:Tensor,              # held-out images on the 256-level grid in [-1, 1] [N, C, H, W]
-                 batch_size:int=100,         # images per vlb_terms call
-                 progress:bool=False,        # tqdm bars
-                 var_type:str='fixed_large', # the reverse variance (a run's cfg.var_type)
-                 seed:int=0,                 # seeds the x_t draws
-                )->dict:                     # total_bpd, total_bpd_se, n, prior_bpd, decoder_bpd, terms_bpd [T], bits_per_image
+def bits_per_dim(model,                       # callable model(x_t, t) -> output of `parameterization`
+                 sched,                       # its NoiseSchedule
+                 images:Tensor,               # held-out images on the 256-level grid in [-1, 1] [N, C, H, W]
+                 batch_size:int=100,          # images per vlb_terms call
+                 progress:bool=False,         # tqdm bars
+                 var_type:str='fixed_large',  # the reverse variance (a run's cfg.var_type)
+                 seed:int=0,                  # seeds the x_t draws
+                 parameterization:str='eps',  # what the model predicts (a run's cfg.parameterization)
+                )->dict:                      # total_bpd, total_bpd_se, n, prior_bpd, decoder_bpd, terms_bpd [T], bits_per_image
     "The variational bound in bits/dim on `images`: its mean, standard error and per-timestep decomposition"
-    from ddpm_lit.loss import vlb_terms
     images = torch.as_tensor(images)
     if images.ndim != 4 or len(images) < 1: raise ValueError(f"bits_per_dim: images must be [N, C, H, W] with N >= 1, got {tuple(images.shape)}")
     try: device = next(model.parameters()).device
@@ -199,7 +203,8 @@ def bits_per_dim(model,                      # callable model(x_t, t) -> ε pred
     tot, prior, terms = [], [], 0
     chunks = range(0, len(images), batch_size)
     for i in tqdm(chunks, disable=not progress or len(chunks) < 2, desc='bits/dim batches'):
-        r = vlb_terms(model, sched, images[i:i + batch_size].to(device), var_type=var_type, progress=progress, generator=g)
+        r = vlb_terms(model, sched, images[i:i + batch_size].to(device), var_type=var_type, progress=progress, generator=g,
+                      parameterization=parameterization)
         tot.append(r['total_bpd'].cpu()); prior.append(r['prior_bpd'].cpu()); terms = terms + r['terms_bpd'].sum(0).cpu()
     tot, prior, n = torch.cat(tot).double(), torch.cat(prior).double(), len(images)
     terms = (terms / n).double().numpy()
@@ -254,104 +259,54 @@ def evaluate(run:str,                 # a run directory (its latest checkpoint) 
              ema:bool=True,           # the EMA weights (what the paper samples)
              data_dir:str=None,       # where the dataset is, if not where the run found it
              npz:str=None,            # also save the samples here: uint8 [N, H, W, C] under key arr_0 (as `ddpm-lit sample`)
-             progress:bool=True,      # tqdm bars for sampling, features and bits/dim
+             progress:bool=None,      # progress bars for sampling, features and bits/dim; None: when stderr is a terminal
              log=print,               # where the summary lines go
             )->dict:                  # everything written to eval.json
     "FID and bits/dim of a trained model, with the settings that produced them"
-    from ddpm_lit.train import load_checkpoint, load_model, checkpoints, resolve_device
-    from ddpm_lit.data import load_image_data
-    run = Path(run)
-    if sampler not in ('ddpm', 'ddim'): raise ValueError(f"sampler must be 'ddpm' or 'ddim', got {sampler!r}")
+    check_choice('sampler', sampler, SAMPLERS)
     if n == 1 or n < 0: raise ValueError(f"--n must be 0 (no FID) or at least 2 (a covariance needs 2 samples), got {n}")
-    ck_path = checkpoints(run)[-1] if run.is_dir() and checkpoints(run) else run
-    ck = load_checkpoint(ck_path)                      # FileNotFoundError / ValueError with one-line messages
     dev = resolve_device(device)
-    model, sched, cfg = load_model(ck_path, ema=ema, device=dev)
+    r = load_run(run, ema=ema, device=dev)                  # FileNotFoundError / ValueError with one-line messages
+    cfg, sched = r.cfg, r.sched
     if cfg.dataset != 'fashion_mnist' and not inception and n:
         raise ValueError(f"the FID classifier is for Fashion-MNIST, but this run was trained on {cfg.dataset!r}: "
                          f"pass --inception (Inception FID, needs torchmetrics and its weights) or --n 0")
     inc = inception_metric(dev) if inception and n else None   # fail before sampling if it cannot run
     bpd_n = _default_bpd_n(dev) if bpd_n is None else bpd_n
-    res = dict(checkpoint=str(ck_path), step=int(ck['step']), dataset=cfg.dataset, image_size=cfg.image_size, T=sched.T,
+    if progress is None: progress = sys.stderr.isatty()
+    res = dict(checkpoint=str(r.path), step=r.step, dataset=cfg.dataset, image_size=cfg.image_size, T=sched.T,
                ema=ema, device=str(dev), seed=seed)
-    test = load_image_data(cfg.dataset, data_dir or cfg.data_dir, train=False, image_size=cfg.image_size)
+    test = load_data(replace(cfg, data_dir=data_dir) if data_dir else cfg, train=False)
     x_ref = test.to_float(test.images)
     if n:
         t0 = time.time()
-        from ddpm_lit.cli import generate
         vt = var_type or cfg.var_type
-        x = generate(model, sched, cfg, n, sampler, steps, eta, vt, batch_size, seed, progress=progress)
-        what = dict(sampler=sampler, steps=steps if sampler == 'ddim' else sched.T, eta=eta if sampler == 'ddim' else None,
-                    var_type=None if sampler == 'ddim' else vt)
-        res.update(what, n=n, sample_time_s=round(time.time() - t0, 1))
+        x = generate(r.model, sched, n, r.shape, sampler, steps, eta, vt, cfg.parameterization, batch_size, seed,
+                     cfg.bf16, progress)
+        res.update(sampler=sampler, steps=steps if sampler == 'ddim' else sched.T, eta=eta if sampler == 'ddim' else None,
+                   var_type=None if sampler == 'ddim' else vt, n=n, sample_time_s=round(time.time() - t0, 1))
         if npz:
-            from ddpm_lit.sample import to_uint8
             Path(npz).parent.mkdir(parents=True, exist_ok=True)
             np.savez(npz, arr_0=to_uint8(x).numpy()); res['samples_npz'] = str(npz)
         if cfg.dataset == 'fashion_mnist':
             clf = load_classifier(device=dev)
-            r = fid(x, x_ref, model=clf, progress=progress)
-            res.update(fid=r.fid, fid_n=r.n_a, fid_ref_n=r.n_b,
+            f = fid(x, x_ref, model=clf, progress=progress)
+            res.update(fid=f.fid, fid_n=f.n_a, fid_ref_n=f.n_b,
                        fid_features=f"penultimate layer ({clf.feature_dim}-d) of the shipped Fashion-MNIST classifier")
-            log(f"FID {r.fid:.4f}  (classifier features; n = {r.n_a} samples vs {r.n_b} test images; "
-                f"{'DDIM ' + str(steps) if sampler == 'ddim' else 'ancestral ' + str(sched.T)} steps, seed {seed}, step {res['step']})")
+            log(f"FID {f.fid:.4f}  (classifier features; n = {f.n_a} samples vs {f.n_b} test images; "
+                f"{'DDIM ' + str(steps) if sampler == 'ddim' else 'ancestral ' + str(sched.T)} steps, seed {seed}, step {r.step})")
         if inception:
-            r = inception_fid(x, x_ref, device=dev, progress=progress, metric=inc)
-            res.update(inception_fid=r.fid, inception_fid_n=r.n_a, inception_fid_ref_n=r.n_b)
-            log(f"Inception FID {r.fid:.3f}  (n = {r.n_a} samples vs {r.n_b} test images)")
+            f = inception_fid(x, x_ref, device=dev, progress=progress, metric=inc)
+            res.update(inception_fid=f.fid, inception_fid_n=f.n_a, inception_fid_ref_n=f.n_b)
+            log(f"Inception FID {f.fid:.3f}  (n = {f.n_a} samples vs {f.n_b} test images)")
     if bpd_n:
         t0 = time.time()
         idx = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[:bpd_n]
-        b = bits_per_dim(model, sched, x_ref[idx], bpd_batch_size or min(len(idx), 100), progress, cfg.var_type, seed)
+        b = bits_per_dim(r.model, sched, x_ref[idx], bpd_batch_size or min(len(idx), 100), progress, cfg.var_type, seed,
+                         cfg.parameterization)
         res.update(bpd=b['total_bpd'], bpd_se=b['total_bpd_se'], bpd_n=b['n'], bpd_prior=b['prior_bpd'],
                    bpd_decoder=b['decoder_bpd'], bpd_dims=b['dims'], bpd_terms=b['terms_bpd'].tolist(),
                    bpd_var_type=cfg.var_type, bpd_time_s=round(time.time() - t0, 1))
         log(f"bits/dim {b['total_bpd']:.4f} ± {b['total_bpd_se']:.4f}  (variational bound on n = {b['n']} test images, "
             f"{b['dims']} dims each; L_T {b['prior_bpd']:.2e}, L_0 {b['decoder_bpd']:.4f})")
     return res
-
-# %% ../nbs/08_metrics.ipynb #242d3d49
-def _count(lo:int):
-    def f(s):
-        try: v = int(s)
-        except ValueError: raise argparse.ArgumentTypeError(f"expected an integer, got {s!r}") from None
-        if v < lo: raise argparse.ArgumentTypeError(f"must be >= {lo}, got {s}")
-        return v
-    f.__name__ = 'int'
-    return f
-
-def add_evaluate_parser(sub):
-    "Add the `evaluate` sub-command to the `ddpm-lit` sub-parsers `sub`"
-    p = sub.add_parser('evaluate', help='FID and bits/dim of a trained run',
-                       description='FID of generated samples against the test split (features of the shipped Fashion-MNIST '
-                                   'classifier; --inception for Inception-v3) and the variational bound in bits/dim on test '
-                                   'images. Results go to a JSON file.')
-    p.add_argument('run', help='a run directory (its latest checkpoint) or a checkpoint file')
-    p.add_argument('--n', type=_count(0), default=1000, help='samples for FID (default 1000; 0: skip FID)')
-    p.add_argument('--sampler', choices=['ddpm', 'ddim'], default='ddpm', help='ancestral (Algorithm 2, T steps) or DDIM')
-    p.add_argument('--steps', type=_count(1), default=50, help='DDIM steps (default 50)')
-    p.add_argument('--eta', type=float, default=0.0, help='DDIM eta (default 0)')
-    p.add_argument('--var-type', choices=['fixed_small', 'fixed_large'], help="ancestral variance (default: the run's)")
-    p.add_argument('--batch-size', type=_count(1), default=256, help='sampling batch size (default 256)')
-    p.add_argument('--seed', type=int, default=0, help='seeds the samples and the bits/dim noise (default 0)')
-    p.add_argument('--device', default='auto', help="'auto' (default), 'cpu', 'cuda', ...")
-    p.add_argument('--bpd-n', type=_count(0), help='test images for bits/dim (default 100 on CPU, 1000 on CUDA; 0: skip)')
-    p.add_argument('--bpd-batch-size', type=_count(1), help='images per bits/dim batch (default min(bpd-n, 100))')
-    p.add_argument('--inception', action='store_true', help="also Inception FID (needs pip install 'ddpm_lit[fid]' and its weights)")
-    p.add_argument('--no-ema', action='store_true', help='evaluate the raw weights instead of the EMA')
-    p.add_argument('--data-dir', help='where the dataset is (default: where the run found it)')
-    p.add_argument('--json', help='where to write the results (default: RUN/eval.json)')
-    p.add_argument('--npz', help='also save the samples: uint8 [N, H, W, C] under key arr_0')
-    p.add_argument('--no-progress', action='store_true', help='no progress bars')
-    p.set_defaults(func=cmd_evaluate)
-    return p
-
-def cmd_evaluate(a):
-    "Run `ddpm-lit evaluate`"
-    run = Path(a.run)
-    res = evaluate(run, a.n, a.sampler, a.steps, a.eta, a.var_type, a.batch_size, a.seed, a.device, a.bpd_n,
-                   a.bpd_batch_size, a.inception, not a.no_ema, a.data_dir, a.npz, not a.no_progress)
-    out = Path(a.json) if a.json else (run if run.is_dir() else run.parent.parent) / 'eval.json'
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=1))
-    print(f"wrote {out}")

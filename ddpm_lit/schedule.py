@@ -74,6 +74,8 @@ class NoiseSchedule:
         self.alpha_bars = torch.cumprod(self.alphas, 0)
         self.alpha_bars_prev = torch.cat([betas.new_ones(1), self.alpha_bars[:-1]])
         self.sqrt_alphas = self.alphas.sqrt()
+        self.sqrt_betas = betas.sqrt()
+        self.one_minus_alpha_bars = 1.0 - self.alpha_bars
         self.sqrt_alpha_bars = self.alpha_bars.sqrt()
         self.sqrt_one_minus_alpha_bars = (1.0 - self.alpha_bars).sqrt()
         self.log_one_minus_alpha_bars = torch.log1p(-self.alpha_bars)
@@ -86,6 +88,10 @@ class NoiseSchedule:
         self.posterior_log_variance_clipped = torch.log(torch.cat([pv[1:2], pv[1:]]) if self.T > 1 else betas.clone())
         self.posterior_mean_coef1 = betas * self.alpha_bars_prev.sqrt() / (1.0 - self.alpha_bars)
         self.posterior_mean_coef2 = (1.0 - self.alpha_bars_prev) * self.sqrt_alphas / (1.0 - self.alpha_bars)
+        # the reverse step's 'fixed_large' variance (02_posterior): β_t, with β̃_2 at index 0 as in the paper's code
+        self.log_betas = betas.log()
+        self.reverse_variance_large = torch.cat([pv[1:2], betas[1:]]) if self.T > 1 else betas.clone()
+        self.reverse_log_variance_large = self.reverse_variance_large.log()
 
     @classmethod
     def linear(cls, T:int=1000, beta_start:float=1e-4, beta_end:float=0.02):

@@ -40,6 +40,11 @@ def test_sigkill_then_resume_matches_uninterrupted(image_folder, tmp_path):
     r = cli('train', '--out', killed, '--resume', '--no-progress', check=True)
     assert f'step {step_at_kill} -> {STEPS}' in r.stderr, r.stderr
 
+    # each step is logged once: lines written after the checkpoint by the killed process are dropped on resume
+    import json
+    logged = lambda run: [json.loads(l)['step'] for l in open(run / 'metrics.jsonl')]
+    assert logged(killed) == logged(straight) == list(range(10, STEPS + 1, 10))
+
     s1, m1, e1 = params(straight)
     s2, m2, e2 = params(killed)
     assert s1 == s2 == STEPS
