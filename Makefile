@@ -74,7 +74,7 @@ docs: $(STAMP)
 
 # JupyterLab on the chapters; the kernel is the venv's. LAB_ARGS for more, e.g. make lab LAB_ARGS='--no-browser --port 8890'
 lab: $(STAMP)
-	$(BIN)/jupyter lab --ServerApp.root_dir=nbs $(LAB_ARGS)
+	$(BIN)/jupyter lab --ServerApp.root_dir=nbs $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 # The CPU table of nbs/10_benchmark.ipynb (installs the peers diffusers and denoising-diffusion-pytorch)
 bench-cpu: $(STAMP)
