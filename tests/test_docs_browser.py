@@ -4,7 +4,8 @@ Builds the site with `tools/build_docs.py` into a temporary folder, serves it on
 checks, for every page the notebooks in nbs/ make: the page loads, its figures decode, MathJax typeset its math
 (no raw `$...$` left, no TeX errors), the navigation links all load, in-site anchors exist, and the API reference
 shows each public name of /work/shared/API.md whose chapter notebook exists. Screenshots of two pages go to
-tests/artifacts/. Skips, saying why, when Chromium or chromedriver is missing or the site has no local MathJax.
+tests/artifacts/. Skips, saying why, when Chromium or chromedriver is missing or the site has no local MathJax
+(tests/conftest.py lists those skips at the end of the run; under DDPM_LIT_REQUIRE_ALL=1 they fail).
 """
 import functools, http.server, importlib.util, json, os, re, sys, threading, time
 import urllib.error, urllib.parse, urllib.request
