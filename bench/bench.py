@@ -1,14 +1,14 @@
 #!/usr/bin/env python
 """Speed benchmark: ddpm_lit against diffusers' UNet2DModel and lucidrains' denoising_diffusion_pytorch.Unet.
 
-One run, one machine, one table. Every network is trained by the same loop (ddpm_lit's L_simple on the same linear
-schedule, Adam, gradient clipping to norm 1, a foreach EMA) and sampled by the same samplers (ddpm_lit's ancestral
-`ddpm_sample` and `ddim_sample`), so only the network and its options differ; ddpm_lit's own `Trainer.train_step`
-is timed too. Reported: images/s (median of several timed repetitions, warm-up excluded, the device synchronised
-around every timed region), the ratio to the best peer, FLOPs per image (one forward pass counted by
+One run, one machine, one table. Every network is trained by ddpm_lit's own `Trainer.train_step` (given the network
+as `Trainer(..., model=net)`: L_simple on the linear schedule, bf16 autocast on CUDA, Adam, gradient clipping to norm 1,
+the EMA update) and sampled by the same samplers (ddpm_lit's ancestral `ddpm_sample` and `ddim_sample`), so only the
+network and its options differ. Reported: images/s (median of several timed repetitions, warm-up excluded, the device
+synchronised around every timed region), the ratio to the best peer, FLOPs per image (one forward pass counted by
 `torch.utils.flop_counter.FlopCounterMode`; training = 3 x forward), MFU against a matmul peak measured in the same
-run, and peak memory. A second table checks that the fast paths (torch.compile, channels_last, bf16 autocast) give
-the plain float32 path's loss, gradients and, for a fixed seed, samples.
+run, and peak memory. Whether the fast paths (torch.compile, channels_last, bf16 autocast) change the results is
+tested in tests/test_fastpaths.py, not here.
 
     .venv/bin/python bench/bench.py --device cpu --config small --threads 1 --json bench/results/cpu-small.json
     .venv/bin/python bench/bench.py --device cuda --config paper --compile --json bench/results/h100-paper.json
@@ -16,8 +16,7 @@ the plain float32 path's loss, gradients and, for a fixed seed, samples.
 
 The script installs nothing: peers are imported if importable, and a missing one is reported and skipped.
 """
-import argparse, copy, datetime, gc, json, math, os, platform, resource, statistics, sys, tempfile, time, warnings
-from contextlib import contextmanager, nullcontext
+import argparse, copy, datetime, gc, json, math, os, platform, resource, statistics, sys, tempfile, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,13 +27,13 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from ddpm_lit.schedule import NoiseSchedule
-from ddpm_lit.loss import simple_loss
-from ddpm_lit.sample import ddpm_sample, ddim_sample
-from ddpm_lit.train import Trainer, TrainConfig, build_model, ema_update
+from ddpm_lit.sample import ddpm_sample, ddim_sample, precision
+from ddpm_lit.train import Trainer, TrainConfig
+from ddpm_lit.unet import UNet
 from ddpm_lit.data import ImageData
 
 PEERS = ('diffusers', 'lucidrains')
-TASKS = ('check', 'train', 'ddpm', 'ddim')
+TASKS = ('train', 'ddpm', 'ddim')
 T_FULL, DDIM_STEPS = 1000, 50   # what the sampling rows report: 1000-step ancestral sampling, DDIM with 50 steps
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -42,10 +41,10 @@ T_FULL, DDIM_STEPS = 1000, 50   # what the sampling rows report: 1000-step ances
 # ---------------------------------------------------------------------------------------------------------------
 # `paper`: the paper's CIFAR-10 network (35.7 M parameters, 32x32x3) in all three libraries. diffusers' arguments
 # are those of google/ddpm-cifar10-32's config.json (built from config: nothing is downloaded), which gives the same
-# parameter count and FLOPs as ddpm_lit. lucidrains' Unet is the one the issue names, Unet(dim=128,
+# parameter count and FLOPs as ddpm_lit. lucidrains' Unet is taken at the same width, Unet(dim=128,
 # dim_mults=(1,2,2,2)), with its own defaults (linear attention at every level, full attention at the lowest
 # resolution, dropout 0); it is a different architecture of comparable width (28.5 M parameters).
-# `small`: ddpm_lit's small U-Net (the Trainer's model='small' = UNet.small: ch 32, ch_mult (1,2,2), 1 res block,
+# `small`: ddpm_lit's small U-Net (preset 'small' of ddpm_lit.unet.MODEL_PRESETS: ch 32, ch_mult (1,2,2), 1 res block,
 # attention at 8x8) on 1-channel 32x32 images, diffusers' UNet2DModel with the same layout (same parameter count),
 # and lucidrains' Unet(dim=32, dim_mults=(1,2,2), channels=1).
 DIFFUSERS_COMMON = dict(attention_head_dim=None, downsample_padding=0, flip_sin_to_cos=False, freq_shift=1,
@@ -102,7 +101,7 @@ def build_net(name:str, cfg:dict, peers:dict, seed:int=0)->nn.Module:
     "A freshly initialised network `name` of configuration `cfg`, as a model(x_t, t) -> ε module"
     torch.manual_seed(seed)
     if name == 'ddpm_lit':
-        return build_model(TrainConfig(model=cfg['preset'], image_size=cfg['image_size'], dropout=0.1), cfg['in_ch'])
+        return UNet.from_preset(cfg['preset'], in_ch=cfg['in_ch'], image_size=cfg['image_size'], dropout=0.1)
     if name == 'diffusers':
         return EpsModel(peers[name][0](in_channels=cfg['in_ch'], out_channels=cfg['in_ch'],
                                        **{**DIFFUSERS_COMMON, **cfg['diffusers']}), 'diffusers')
@@ -188,25 +187,6 @@ def _vm_rss():
     except OSError: return None
 
 
-@contextmanager
-def strict_fp32():
-    "Plain float32 on CUDA: no TF32 in matmuls or cuDNN convolutions (the reference path of the checks)"
-    if not torch.cuda.is_available(): yield; return
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    try: yield
-    finally:
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore')
-            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
-
-
-def autocast(device, amp:bool):
-    return torch.autocast(device.type, dtype=torch.bfloat16) if amp else nullcontext()
-
-
 def n_graphs()->int:
     "How many graphs torch.compile has produced so far in this process (to catch recompiles inside timed regions)"
     try:
@@ -223,37 +203,16 @@ def cleanup(device):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The shared training loop
+# The training step: ddpm_lit's own, for every network
 # ---------------------------------------------------------------------------------------------------------------
-class LoopTrainer:
-    "The loop every network gets: L_simple under optional bf16 autocast, backward, clip to norm 1, Adam, foreach EMA"
-    def __init__(self, model:nn.Module, sched:NoiseSchedule, device, amp:bool, compile:bool=False,
-                 channels_last:bool=False, compile_mode:str=None, lr:float=2e-4, clip:float=1.0,
-                 ema_decay:float=0.9999):
-        self.model = model.to(device).train()
-        if channels_last: self.model = self.model.to(memory_format=torch.channels_last)
-        self.ema = copy.deepcopy(self.model).requires_grad_(False).eval()
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=lr, fused=device.type == 'cuda')  # as Trainer does
-        self.fwd = torch.compile(self.model, mode=compile_mode) if compile else self.model
-        self.sched, self.device, self.amp, self.clip, self.ema_decay = sched.to(device), device, amp, clip, ema_decay
-
-    def train_step(self, x0):
-        with autocast(self.device, self.amp): loss = simple_loss(self.fwd, self.sched, x0)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(self.model.parameters(), self.clip, foreach=True)
-        self.opt.step()
-        ema_update(self.ema, self.model, self.ema_decay)
-        return loss.detach()
-
-
-def trainer_path(cfg:dict, device, amp:bool, batch:int, compile:bool, channels_last:bool, tmp:str)->Trainer:
-    "ddpm_lit's own Trainer on random in-memory data (its train_step is what is timed)"
+def trainer_for(net:nn.Module, cfg:dict, device, amp:bool, batch:int, compile:bool, channels_last:bool,
+                tmp:str)->Trainer:
+    "ddpm_lit's Trainer around `net` (any model(x_t, t) -> ε), on random in-memory data; its train_step is what is timed"
     data = ImageData(torch.randint(0, 256, (batch, cfg['in_ch'], cfg['image_size'], cfg['image_size']),
                                    dtype=torch.uint8), name='random')
-    tc = TrainConfig(dataset='random', image_size=cfg['image_size'], model=cfg['preset'], batch_size=batch,
-                     device=device.type, bf16=amp, compile=compile, channels_last=channels_last, seed=0)
-    return Trainer(tc, tmp, data)
+    tc = TrainConfig(image_size=cfg['image_size'], model=cfg['preset'], batch_size=batch, device=device.type,
+                     bf16=amp, compile=compile, channels_last=channels_last, seed=0)
+    return Trainer(tc, tmp, data, model=net)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -264,13 +223,9 @@ def variants_for(name:str, variants:list, task:str)->list:
     rows = []
     for v in variants:
         c = v == 'compile'
-        if name == 'ddpm_lit' and task == 'train':
-            rows += [('loop', v, c, False), ('Trainer.train_step', v, c, False)]
-            if c: rows.append(('Trainer.train_step', 'compile+channels_last', True, True))
-        elif name == 'ddpm_lit':
-            rows.append(('sampler', v, c, False))
-            if c: rows.append(('sampler', 'compile+channels_last', True, True))
-        else: rows.append(('loop' if task == 'train' else 'sampler', v, c, False))
+        path = 'Trainer.train_step' if task == 'train' else 'sampler'
+        rows.append((path, v, c, False))
+        if c and name == 'ddpm_lit': rows.append((path, 'compile+channels_last', True, True))
     return rows
 
 
@@ -283,19 +238,15 @@ def bench_train(name, cfg, peers, device, amp, a, flops_fwd, log)->list:
         x0 = x0_base.contiguous(memory_format=torch.channels_last) if cl else x0_base
         with tempfile.TemporaryDirectory() as tmp:
             try:
-                if path == 'Trainer.train_step':
-                    tr = trainer_path(cfg, device, amp, a.batch, comp, cl, tmp)
-                    if comp and a.compile_mode: tr.fwd = torch.compile(tr.model, mode=a.compile_mode)
-                else:
-                    tr = LoopTrainer(build_net(name, cfg, peers), NoiseSchedule.linear(T_FULL), device, amp, comp, cl,
-                                     a.compile_mode)
+                tr = trainer_for(build_net(name, cfg, peers), cfg, device, amp, a.batch, comp, cl, tmp)
+                if comp and a.compile_mode: tr.fwd = torch.compile(tr.model, mode=a.compile_mode)
                 n_params = count_params(tr.model)
                 log(f"  {label}: warm-up ({a.warmup} steps{', compiling' if comp else ''}) ...")
                 t0 = time.perf_counter()
                 loss = None
                 for _ in range(a.warmup): loss = tr.train_step(x0)
                 sync(device); warm_s = time.perf_counter() - t0
-                if isinstance(loss, tuple): loss = loss[0]          # Trainer.train_step returns (loss, grad norm)
+                if loss is not None: loss = loss[0]                 # Trainer.train_step returns (loss, grad norm)
                 if loss is not None and not math.isfinite(float(loss)): raise FloatingPointError(f"loss is {float(loss)}")
                 def run():
                     for _ in range(a.steps): tr.train_step(x0)
@@ -335,7 +286,7 @@ def bench_sample(name, cfg, peers, device, amp, a, flops_fwd, log)->list:
             log(f"  {label}: warm-up ({'compiling, ' if comp else ''}{k}-step ancestral and DDIM runs, twice) ...")
             t0 = time.perf_counter()
             for _ in range(2):
-                with autocast(device, amp):
+                with precision(device, amp):
                     ddim_sample(fwd, sched, (B, C, S, S), k, generator=torch.Generator(device).manual_seed(0))
                     ddpm_sample(fwd, NoiseSchedule.linear(k).to(device), (B, C, S, S),
                                 generator=torch.Generator(device).manual_seed(0))
@@ -349,7 +300,7 @@ def bench_sample(name, cfg, peers, device, amp, a, flops_fwd, log)->list:
                 else:
                     call = lambda: ddim_sample(fwd, sched, (B, C, S, S), run_steps, generator=torch.Generator(device).manual_seed(0))
                 def run():
-                    with autocast(device, amp): call()
+                    with precision(device, amp): call()
                 reps = a.sample_reps if task == 'ddpm' else a.reps
                 g0 = n_graphs(); ts = timed(run, device, reps); recompiled = n_graphs() - g0
                 per_step = statistics.median(ts) / run_steps
@@ -370,83 +321,6 @@ def bench_sample(name, cfg, peers, device, amp, a, flops_fwd, log)->list:
             log(f"  {label}: FAILED {type(e).__name__}: {str(e)[:300]}")
         finally:
             m = fwd = None; cleanup(device)
-    return rows
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Do the fast paths compute the same thing?
-# ---------------------------------------------------------------------------------------------------------------
-# Tolerances: relative L2 errors ||fast - ref|| / ||ref||. float32 paths (channels_last, compile) only reorder
-# float32 arithmetic; bf16 autocast keeps 8 mantissa bits (a relative rounding error of 2^-9 = 0.2 % per operation),
-# which a deep network and a 50-step sampler amplify to about a percent.
-TOL = {'fp32': dict(loss=1e-4, grad=1e-3, sample=1e-3), 'bf16': dict(loss=2e-2, grad=5e-2, sample=5e-2)}
-
-
-def redraw_zero_weights(m:nn.Module, seed:int=1)->nn.Module:
-    "Re-draw the zero-initialised layers (ddpm_lit's output conv and attention projections) so that ε ≠ 0"
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in m.parameters():
-            if p.ndim > 1 and not p.any():
-                fan_in = p[0].numel()
-                p.copy_(torch.randn(p.shape, generator=g) / math.sqrt(fan_in))
-    return m
-
-
-def check_fast_paths(cfg, device, a, log)->list:
-    "Loss, gradients and samples of each fast path of ddpm_lit against the plain float32 eager path"
-    B, C, S = a.check_batch, cfg['in_ch'], cfg['image_size']
-    torch.manual_seed(0)
-    base = redraw_zero_weights(build_net('ddpm_lit', cfg, {})).to(device).eval()   # eval: no dropout randomness
-    g = torch.Generator().manual_seed(0)
-    x0 = (torch.rand(B, C, S, S, generator=g) * 2 - 1).to(device)
-    t = torch.randint(0, T_FULL, (B,), generator=g).to(device)
-    noise = torch.randn(B, C, S, S, generator=g).to(device)
-    sched = NoiseSchedule.linear(T_FULL).to(device)
-    sched_anc = NoiseSchedule.linear(a.check_T).to(device)
-
-    def run(comp, cl, amp):
-        m = copy.deepcopy(base)
-        if cl: m = m.to(memory_format=torch.channels_last)
-        fwd = torch.compile(m, mode=a.compile_mode) if comp else m
-        xx = x0.contiguous(memory_format=torch.channels_last) if cl else x0
-        with autocast(device, amp): loss = simple_loss(fwd, sched, xx, t=t, noise=noise)
-        loss.backward()
-        grad = torch.cat([p.grad.float().flatten() for p in m.parameters() if p.grad is not None])
-        shape = (B, C, S, S)
-        with autocast(device, amp):
-            ddim = ddim_sample(fwd, sched, shape, a.check_ddim_steps, generator=torch.Generator(device).manual_seed(0),
-                               dtype=torch.float32)
-            anc = ddpm_sample(fwd, sched_anc, shape, generator=torch.Generator(device).manual_seed(0), dtype=torch.float32)
-        out = dict(loss=loss.detach().float().reshape(1), grad=grad, ddim=ddim.float(), ddpm=anc.float())
-        m = fwd = None; cleanup(device)
-        return out
-
-    t0 = time.perf_counter()
-    with strict_fp32(): ref = run(False, False, False)
-    log(f"  reference (float32 eager): loss {ref['loss'].item():.6f}, |grad| {ref['grad'].norm():.4f}, "
-        f"{time.perf_counter() - t0:.1f} s")
-    paths = [('channels_last', False, True, False), ('bf16 autocast', False, False, True)]
-    if 'compile' in a.variants:
-        paths += [('compile', True, False, False), ('compile+channels_last+bf16', True, True, True)]
-    names = dict(loss='loss', grad='gradients', ddim=f'DDIM-{a.check_ddim_steps} samples',
-                 ddpm=f'ancestral samples (T={a.check_T})')
-    rows = []
-    for pname, comp, cl, amp in paths:
-        t0 = time.perf_counter()
-        try:
-            with (nullcontext() if amp else strict_fp32()): out = run(comp, cl, amp)
-        except Exception as e:
-            rows.append(dict(path=pname, quantity='all', error=f"{type(e).__name__}: {e}", passed=False))
-            log(f"  {pname}: FAILED {type(e).__name__}: {str(e)[:300]}"); continue
-        for k in ('loss', 'grad', 'ddim', 'ddpm'):
-            d = (out[k] - ref[k]).double()
-            rel = (d.norm() / ref[k].double().norm().clamp_min(1e-30)).item()
-            tol = TOL['bf16' if amp else 'fp32']['sample' if k in ('ddim', 'ddpm') else k]
-            rows.append(dict(path=pname, quantity=names[k], max_abs_diff=d.abs().max().item(), rel_err=rel, tol=tol,
-                             passed=bool(rel <= tol)))
-        log(f"  {pname}: " + ', '.join(f"{r['quantity']} rel {r['rel_err']:.1e}" for r in rows[-4:])
-            + f" ({time.perf_counter() - t0:.1f} s)")
     return rows
 
 
@@ -512,15 +386,6 @@ def speed_table(res:dict)->str:
     return '\n'.join(out)
 
 
-def check_table(res:dict)->str:
-    out = ["| fast path | quantity | max abs diff | rel. error | tolerance | pass |", "|---|---|---|---|---|---|"]
-    for r in res.get('checks', []):
-        if 'error' in r: out.append(f"| {r['path']} | {r['quantity']} | | | | FAIL ({r['error'][:80]}) |"); continue
-        out.append(f"| {r['path']} | {r['quantity']} | {r['max_abs_diff']:.2e} | {r['rel_err']:.2e} | {r['tol']:.0e} "
-                   f"| {'pass' if r['passed'] else 'FAIL'} |")
-    return '\n'.join(out)
-
-
 def _la(v): return 'n/a' if not v else '/'.join(f"{x:.1f}" for x in v)
 
 
@@ -549,7 +414,6 @@ def header(res:dict)->str:
 def render(res:dict)->str:
     parts = [header(res)]
     if res['rows']: parts.append(speed_table(res))
-    if res.get('checks'): parts.append(check_table(res))
     return '\n\n'.join(parts)
 
 
@@ -558,13 +422,12 @@ def merge(files:list)->dict:
     rs = [json.loads(Path(f).read_text()) for f in files]
     out = copy.deepcopy(rs[0])
     for r in rs[1:]:
-        out['rows'] += r['rows']; out['checks'] = out.get('checks', []) + r.get('checks', [])
+        out['rows'] += r['rows']
         out['settings']['variants'] = sorted(set(out['settings']['variants']) | set(r['settings']['variants']))
         out['env']['loadavg_end'] = r['env'].get('loadavg_end')
         if r['peak']['flops_per_s'] > out['peak']['flops_per_s']: out['peak'] = r['peak']   # the highest peak counts
         out['networks'].update(r.get('networks', {}))
         out['env']['wall_s'] = out['env'].get('wall_s', 0) + r['env'].get('wall_s', 0)
-    out['checks'] = list({(c['path'], c['quantity']): c for c in out.get('checks', [])}.values())  # one per check
     out['merged_from'] = [str(f) for f in files]
     order = {t: i for i, t in enumerate(TASKS)}
     out['rows'].sort(key=lambda r: order.get(r['task'], 9))
@@ -593,11 +456,9 @@ def parse_args(argv=None):
     p.add_argument('--compile', action='store_true', help="also time torch.compile'd variants (same as --variants eager,compile)")
     p.add_argument('--variants', default=None, help="comma-separated: eager, compile (default: eager, plus compile with --compile)")
     p.add_argument('--compile-mode', default=None, help="torch.compile mode (default: torch's default)")
-    p.add_argument('--precision', choices=['bf16', 'fp32'], default=None, help="default: bf16 autocast on cuda, fp32 on cpu")
+    p.add_argument('--precision', choices=['bf16', 'fp32'], default=None,
+                   help="bf16: autocast on cuda, as the Trainer does (default); fp32 (the only choice on cpu, where ddpm_lit trains in float32)")
     p.add_argument('--tasks', default=','.join(TASKS), help=f"comma-separated, some of {','.join(TASKS)}")
-    p.add_argument('--check-batch', type=int, default=None, help="batch of the equivalence checks (default: 8 cuda, 4 cpu)")
-    p.add_argument('--check-T', type=int, default=None, help="schedule length of the ancestral-sampling check (default: 1000 cuda, 20 cpu)")
-    p.add_argument('--check-ddim-steps', type=int, default=None, help="DDIM steps of the sampling check (default: 50 cuda, 10 cpu)")
     p.add_argument('--threads', type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     p.add_argument('--json', default=None, help="write all results, settings and the environment to this JSON file")
     p.add_argument('--table', nargs='+', default=None, metavar='JSON',
@@ -618,6 +479,7 @@ def parse_args(argv=None):
     a.sample_reps = a.sample_reps or 3
     a.sample_warmup = a.sample_warmup or (5 if cuda else 2)
     a.precision = a.precision or ('bf16' if cuda else 'fp32')
+    if a.precision == 'bf16' and not cuda: p.error("--precision bf16: ddpm_lit trains and samples in float32 on the CPU")
     a.variants = [v for v in (a.variants or ('eager,compile' if a.compile else 'eager')).split(',') if v]
     bad = [v for v in a.variants if v not in ('eager', 'compile')]
     if bad: p.error(f"--variants: unknown {bad}; expected eager and/or compile")
@@ -627,10 +489,7 @@ def parse_args(argv=None):
     a.peers = [] if a.peers.strip().lower() in ('', 'none') else [s.strip() for s in a.peers.split(',') if s.strip()]
     bad = [s for s in a.peers if s not in PEERS]
     if bad: p.error(f"--peers: unknown {bad}; expected some of {','.join(PEERS)}")
-    a.check_batch = a.check_batch or (8 if cuda else 4)
-    a.check_T = a.check_T or (T_FULL if cuda else 20)
-    a.check_ddim_steps = a.check_ddim_steps or (DDIM_STEPS if cuda else 10)
-    for k in ('batch', 'sample_batch', 'steps', 'reps', 'sample_reps', 'sample_warmup', 'check_batch', 'check_T'):
+    for k in ('batch', 'sample_batch', 'steps', 'reps', 'sample_reps', 'sample_warmup'):
         if getattr(a, k) < 1: p.error(f"--{k.replace('_', '-')} must be >= 1, got {getattr(a, k)}")
     if a.warmup < 0: p.error("--warmup must be >= 0")
     if a.sample_steps is not None and a.sample_steps < 1: p.error("--sample-steps must be >= 1")
@@ -665,10 +524,7 @@ def main(argv=None):
         log(f"{name}: {info[name]['params'] / 1e6:.2f} M parameters, {info[name]['flops_fwd'] / 1e9:.3f} GFLOP per image forward")
         del m
     env['rss_before_rows'] = _vm_rss() if device.type == 'cpu' else None
-    rows, checks = [], []
-    if 'check' in a.tasks and not a.no_ddpm_lit:
-        log("equivalence checks (ddpm_lit fast paths vs float32 eager):")
-        checks = check_fast_paths(cfg, device, a, log)
+    rows = []
     for name in nets:
         if 'train' in a.tasks:
             log(f"training, {name}:")
@@ -686,13 +542,12 @@ def main(argv=None):
     env['wall_s'] = time.perf_counter() - t_start
     settings = {k: v for k, v in vars(a).items() if k not in ('table',)}
     res = dict(command=' '.join([Path(sys.executable).name, *sys.argv]) if argv is None else ' '.join(argv),
-               env=env, settings=settings, peak=peak, networks=info, rows=rows, checks=checks)
+               env=env, settings=settings, peak=peak, networks=info, rows=rows)
     print(render(res))
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps(res, indent=1))
         log(f"wrote {a.json}")
-    if any(not c['passed'] for c in checks): log("WARNING: some fast path differs from the float32 path beyond tolerance")
     return res
 
 
