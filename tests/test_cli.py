@@ -53,7 +53,7 @@ def test_train_then_sample_end_to_end(image_folder, tmp_path):
     assert sorted(p.name for p in (run / 'checkpoints').iterdir()) == ['step_00000010.pt', 'step_00000020.pt']
     r = cli('sample', run, '--n', '6', '--out', tmp_path / 'g.png', '--npz', tmp_path / 's.npz', '--device', 'cpu', check=True)
     arr = np.load(tmp_path / 's.npz')['arr_0']
-    assert arr.shape == (6, 8, 8, 3) and arr.dtype == np.uint8
+    assert arr.shape == (6, 8, 8, 1) and arr.dtype == np.uint8      # a folder of grey PNGs trains as 1 channel
     assert (tmp_path / 'g.png').stat().st_size > 0
 
 
