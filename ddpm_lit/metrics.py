@@ -259,6 +259,7 @@ def evaluate(run:str,                 # a run directory (its latest checkpoint) 
              ema:bool=True,           # the EMA weights (what the paper samples)
              data_dir:str=None,       # where the dataset is, if not where the run found it
              npz:str=None,            # also save the samples here: uint8 [N, H, W, C] under key arr_0 (as `ddpm-lit sample`)
+             floor:bool=True,         # also the real-data floor: FID of n training images against the same test set
              progress:bool=None,      # progress bars for sampling, features and bits/dim; None: when stderr is a terminal
              log=print,               # where the summary lines go
             )->dict:                  # everything written to eval.json
@@ -276,9 +277,11 @@ def evaluate(run:str,                 # a run directory (its latest checkpoint) 
     if progress is None: progress = sys.stderr.isatty()
     res = dict(checkpoint=str(r.path), step=r.step, dataset=cfg.dataset, image_size=cfg.image_size, T=sched.T,
                ema=ema, device=str(dev), seed=seed)
-    test = load_data(replace(cfg, data_dir=data_dir) if data_dir else cfg, train=False)
-    x_ref = test.to_float(test.images)
+    dcfg = replace(cfg, data_dir=data_dir) if data_dir else cfg
+    test = load_data(dcfg, train=False)
+    real = lambda d, idx: d.to_float(d.images_at(idx))        # only the images needed (a large folder is streamed)
     if n:
+        x_ref = real(test, torch.arange(len(test)))
         t0 = time.time()
         vt = var_type or cfg.var_type
         x = generate(r.model, sched, n, r.shape, sampler, steps, eta, vt, cfg.parameterization, batch_size, seed,
@@ -295,6 +298,12 @@ def evaluate(run:str,                 # a run directory (its latest checkpoint) 
                        fid_features=f"penultimate layer ({clf.feature_dim}-d) of the shipped Fashion-MNIST classifier")
             log(f"FID {f.fid:.4f}  (classifier features; n = {f.n_a} samples vs {f.n_b} test images; "
                 f"{'DDIM ' + str(steps) if sampler == 'ddim' else 'ancestral ' + str(sched.T)} steps, seed {seed}, step {r.step})")
+            if floor:   # what FID at this n gives for real images: the best a model can show at this n
+                train = load_data(dcfg, train=True)
+                idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:n]
+                fl = fid(real(train, idx), x_ref, model=clf, progress=progress)
+                res.update(fid_floor=fl.fid, fid_floor_n=fl.n_a)
+                log(f"real-data floor at this n: FID {fl.fid:.4f}  ({fl.n_a} training images vs the same {fl.n_b} test images)")
         if inception:
             f = inception_fid(x, x_ref, device=dev, progress=progress, metric=inc)
             res.update(inception_fid=f.fid, inception_fid_n=f.n_a, inception_fid_ref_n=f.n_b)
@@ -302,7 +311,7 @@ def evaluate(run:str,                 # a run directory (its latest checkpoint) 
     if bpd_n:
         t0 = time.time()
         idx = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[:bpd_n]
-        b = bits_per_dim(r.model, sched, x_ref[idx], bpd_batch_size or min(len(idx), 100), progress, cfg.var_type, seed,
+        b = bits_per_dim(r.model, sched, real(test, idx), bpd_batch_size or min(len(idx), 100), progress, cfg.var_type, seed,
                          cfg.parameterization)
         res.update(bpd=b['total_bpd'], bpd_se=b['total_bpd_se'], bpd_n=b['n'], bpd_prior=b['prior_bpd'],
                    bpd_decoder=b['decoder_bpd'], bpd_dims=b['dims'], bpd_terms=b['terms_bpd'].tolist(),
