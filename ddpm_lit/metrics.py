@@ -7,7 +7,7 @@ Docs: https://ddpm-lit.github.io/ddpm_lit/metrics.html.md"""
 # %% auto #0
 __all__ = ['CLASSIFIER_FILE', 'feature_stats', 'frechet_distance', 'frechet_distance_sqrtm', 'FMClassifier', 'classifier_path',
            'load_classifier', 'as_classifier_input', 'features', 'FIDResult', 'fid_from_features', 'fid',
-           'bits_per_dim', 'inception_metric', 'inception_fid', 'evaluate']
+           'score_from_probs', 'classifier_score', 'bits_per_dim', 'inception_metric', 'inception_fid', 'evaluate']
 
 # %% ../nbs/08_metrics.ipynb #a804a50b
 import json, math, sys, time
@@ -184,6 +184,28 @@ def fid(images_a,                # first set of images (samples), any form `feat
     fb = features(images_b, batch_size, model, device, progress=progress)
     return fid_from_features(fa, fb)
 
+# %% ../nbs/08_metrics.ipynb #0aed48e2
+def score_from_probs(probs, # class probabilities p(y|x) [N, K], rows summing to 1
+                    )->float: # exp(E_x KL(p(y|x) || p(y)))
+    "The Inception-Score formula on a matrix of class probabilities"
+    p = np.asarray(probs, dtype=np.float64)
+    if p.ndim != 2 or len(p) < 1: raise ValueError(f"score_from_probs: probs must be [N, K], got shape {p.shape}")
+    py = p.mean(0, keepdims=True)
+    kl = np.where(p > 0, p * (np.log(np.clip(p, 1e-300, None)) - np.log(np.clip(py, 1e-300, None))), 0.0).sum(1)
+    return float(np.exp(kl.mean()))
+
+@torch.no_grad()
+def classifier_score(images,                  # images, any form `as_classifier_input` takes [N, ...]
+                     model:FMClassifier=None, # default: the shipped classifier
+                     batch_size:int=500,      # images per forward pass
+                    )->float:                 # in [1, 10]
+    "The Inception-Score analogue exp(E_x KL(p(y|x) || p(y))) on the Fashion-MNIST classifier"
+    model = model or load_classifier()
+    dev = next(model.parameters()).device
+    x = as_classifier_input(images)
+    probs = torch.cat([model(x[i:i + batch_size].to(dev)).double().softmax(1).cpu() for i in range(0, len(x), batch_size)])
+    return score_from_probs(probs.numpy())
+
 # %% ../nbs/08_metrics.ipynb #42176353
 def bits_per_dim(model,                       # callable model(x_t, t) -> output of `parameterization`
                  sched,                       # its NoiseSchedule
@@ -294,10 +316,11 @@ def evaluate(run:str,                 # a run directory (its latest checkpoint) 
         if cfg.dataset == 'fashion_mnist':
             clf = load_classifier(device=dev)
             f = fid(x, x_ref, model=clf, progress=progress)
-            res.update(fid=f.fid, fid_n=f.n_a, fid_ref_n=f.n_b,
+            res.update(fid=f.fid, fid_n=f.n_a, fid_ref_n=f.n_b, classifier_score=classifier_score(x, clf),
                        fid_features=f"penultimate layer ({clf.feature_dim}-d) of the shipped Fashion-MNIST classifier")
             log(f"FID {f.fid:.4f}  (classifier features; n = {f.n_a} samples vs {f.n_b} test images; "
-                f"{'DDIM ' + str(steps) if sampler == 'ddim' else 'ancestral ' + str(sched.T)} steps, seed {seed}, step {r.step})")
+                f"{'DDIM ' + str(steps) if sampler == 'ddim' else 'ancestral ' + str(sched.T)} steps, seed {seed}, step {r.step}); "
+                f"classifier score {res['classifier_score']:.3f}")
             if floor:   # what FID at this n gives for real images: the best a model can show at this n
                 train = load_data(dcfg, train=True)
                 idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:n]
