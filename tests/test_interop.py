@@ -173,6 +173,21 @@ def test_export_trained_run_ema_and_raw(tmp_path):
     assert any(not torch.equal(ema[k], raw[k]) for k in ema)   # the two weight sets differ after 3 steps
 
 
+@pytest.mark.parametrize('sub', ['export', 'import'])
+def test_help(sub):
+    code, out, err = run_main(sub, '--help')
+    assert code == 0 and f'usage: ddpm-lit {sub}' in out and '--out' in out
+
+
+def test_import_unet_folder_without_scheduler(tmp_path):
+    "A bare UNet2DModel folder becomes a run with the paper's schedule, and the command says so on stderr"
+    perturb(UNet2DModel(**TINY)).save_pretrained(tmp_path / 'unet')
+    code, out, err = run_main('import', tmp_path / 'unet', '--out', tmp_path / 'run', '--dataset', 'folder', '--data-dir', tmp_path)
+    assert code == 0 and 'no scheduler config' in err and len(err.strip().splitlines()) == 1, err
+    r = load_run(tmp_path / 'run')
+    assert (r.cfg.schedule, r.cfg.T, r.cfg.var_type, r.cfg.dataset, r.cfg.channels, r.step) == ('linear', 1000, 'fixed_large', 'folder', 3, 0)
+
+
 def test_cli_errors_are_one_line(tmp_path):
     (tmp_path / 'released').mkdir()
     (tmp_path / 'released' / 'config.json').write_text(json.dumps({'_class_name': 'UNet2DModel', **CIFAR10_32,
