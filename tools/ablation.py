@@ -1,0 +1,252 @@
+"""The paper's Table 2 on Fashion-MNIST: what the network predicts (μ̃ or ε) against the objective and the reverse variance.
+
+    OMP_NUM_THREADS=2 .venv/bin/python tools/ablation.py --steps 500        # every row, then its evaluation
+    .venv/bin/python tools/ablation.py --rows eps_simple_fixed --steps 500  # one row (or a few, comma separated)
+
+Seven rows (Ho et al. 2020, Table 2, plus Nichol & Dhariwal 2021's hybrid objective with a learned-range variance on the
+cosine schedule), each trained with `ddpm-lit train --preset demo` (the 'mini' U-Net at 28x28, Adam 1e-3 after 100
+warmup steps, EMA 0.999, batch 64, T = 1000) for the same steps, batch and seed; only --parameterization, --loss,
+--var-type and --schedule differ. Checkpoints go to runs/ablation/<row>/ (git-ignored); this script writes only
+summaries into results/ablation/:
+
+* results.json: per row the exact command, how training ended (wall time, images/s, the loss curve, or the steps
+  between which the loss became NaN/inf: the paper's "unstable"), and its evaluation: FID and classifier score of
+  n DDIM-50 samples (seed 0) on the shipped Fashion-MNIST classifier, with the real-data floor at that n
+  (`ddpm_lit.metrics.evaluate`), and the variational bound in bits/dim on held-out test and on training images
+  (`bits_per_dim` with the row's parameterisation and variance; mean, standard error, n);
+* arrays.npz: per row the bound's terms L_t in bits/dim over t (test and train images), and for learned-variance
+  rows the mean over pixels and images of the learned σ² (and of log σ²) on held-out x_t, beside β_t and β̃_t;
+* grids/<row>.png and grids/<row>.npz: the first 64 of the n evaluation samples (uint8 [64, 28, 28, 1]).
+
+A row whose results.json entry already has the requested settings is skipped, so the script can be re-run after
+an interruption; a row whose run stopped part way is resumed with --resume.
+"""
+import argparse, json, math, os, platform, re, shlex, subprocess, sys, time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from ddpm_lit.forward import q_sample                                 # noqa: E402
+from ddpm_lit.posterior import LEARNED_VAR_TYPES, p_mean_variance     # noqa: E402
+from ddpm_lit.sample import save_grid                                 # noqa: E402
+from ddpm_lit.train import checkpoints, load_data, load_run, preset   # noqa: E402
+from ddpm_lit.metrics import bits_per_dim, evaluate                   # noqa: E402
+
+RUNS = ROOT / 'runs' / 'ablation'
+OUT = ROOT / 'results' / 'ablation'
+EXE = Path(sys.executable).parent / 'ddpm-lit'
+
+# name -> (what the network predicts, objective, reverse variance, schedule) and the paper's CIFAR-10 numbers
+ROWS = {
+    'mu_vlb_learned':   dict(parameterization='mu',  loss='vlb',    var_type='learned',     schedule='linear',
+                             paper=dict(predicts='μ̃', objective='L, learned diagonal Σ', IS='7.28±0.10', FID='23.69', NLL='')),
+    'mu_vlb_fixed':     dict(parameterization='mu',  loss='vlb',    var_type='fixed_large', schedule='linear',
+                             paper=dict(predicts='μ̃', objective='L, fixed isotropic Σ', IS='8.06±0.09', FID='13.22', NLL='')),
+    'mu_simple_fixed':  dict(parameterization='mu',  loss='simple', var_type='fixed_large', schedule='linear',
+                             paper=dict(predicts='μ̃', objective='‖μ̃ − μ̃_θ‖²', IS='–', FID='– (unstable)', NLL='')),
+    'eps_vlb_learned':  dict(parameterization='eps', loss='vlb',    var_type='learned',     schedule='linear',
+                             paper=dict(predicts='ε', objective='L, learned diagonal Σ', IS='–', FID='– (unstable)', NLL='')),
+    'eps_vlb_fixed':    dict(parameterization='eps', loss='vlb',    var_type='fixed_large', schedule='linear',
+                             paper=dict(predicts='ε', objective='L, fixed isotropic Σ', IS='7.67±0.13', FID='13.51',
+                                        NLL='≤ 3.70 (3.69)')),
+    'eps_simple_fixed': dict(parameterization='eps', loss='simple', var_type='fixed_large', schedule='linear',
+                             paper=dict(predicts='ε', objective='‖ε − ε_θ‖² (L_simple)', IS='9.46±0.11', FID='3.17',
+                                        NLL='≤ 3.75 (3.72)')),
+    'eps_hybrid_learned_range_cosine': dict(parameterization='eps', loss='hybrid', var_type='learned_range', schedule='cosine',
+                             paper=dict(predicts='ε', objective='L_hybrid, learned-range Σ, cosine (Nichol & Dhariwal)',
+                                        IS='', FID='', NLL='')),
+}
+# the reference row first: it measures the throughput on which the budget is set
+ORDER = ['eps_simple_fixed', 'eps_vlb_fixed', 'mu_vlb_fixed', 'mu_simple_fixed', 'eps_vlb_learned', 'mu_vlb_learned',
+         'eps_hybrid_learned_range_cosine']
+assert sorted(ORDER) == sorted(ROWS)
+
+
+def train_cmd(row:str, a, resume:bool)->list:
+    "The `ddpm-lit train` command line of one row"
+    r = ROWS[row]
+    cmd = [os.path.relpath(EXE, ROOT), 'train', '--preset', 'demo', '--out', os.path.relpath(RUNS / row, ROOT), '--device', 'cpu',
+           '--steps', str(a.steps), '--no-progress']
+    if resume: return cmd[:2] + ['--resume'] + cmd[2:]
+    return cmd + ['--batch-size', str(a.batch_size), '--seed', str(a.seed), '--ckpt-every', str(a.ckpt_every),
+                  '--parameterization', r['parameterization'], '--loss', r['loss'], '--var-type', r['var_type'],
+                  '--schedule', r['schedule']]
+
+
+def read_metrics(run:Path)->list:
+    "The run's metrics.jsonl as (step, loss, grad_norm, images_per_s) lists"
+    f = run / 'metrics.jsonl'
+    if not f.exists(): return []
+    recs = [json.loads(l) for l in f.read_text().splitlines() if l.strip()]
+    return [[r['step'], r['loss'], r['grad_norm'], r['images_per_s']] for r in recs]
+
+
+def train_row(row:str, a, log)->dict:
+    "Train (or resume) one row; a NaN/inf loss is recorded with the steps where it appeared"
+    run = RUNS / row
+    cks = checkpoints(run)
+    done = bool(cks) and int(re.search(r'step_(\d+)', cks[-1].name).group(1)) >= a.steps
+    rec = dict(command=None, status=None)
+    if done:
+        rec.update(status='trained', note='checkpoint already at the requested steps; not retrained')
+    else:
+        cmd = train_cmd(row, a, resume=bool(cks))
+        rec['command'] = 'OMP_NUM_THREADS=%d ' % a.threads + shlex.join(cmd)
+        log(f"[{row}] {rec['command']}")
+        t0 = time.time()
+        p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
+                           env={**os.environ, 'OMP_NUM_THREADS': str(a.threads), 'MKL_NUM_THREADS': str(a.threads)})
+        rec['wall_s'] = round(time.time() - t0, 1)
+        err = p.stderr.strip().splitlines()
+        m = re.search(r'loss became (\S+) between steps (\d+) and (\d+)', p.stderr)
+        if p.returncode == 0: rec['status'] = 'trained'
+        elif m:
+            rec.update(status='diverged', diverged_value=m.group(1), diverged_between=[int(m.group(2)), int(m.group(3))],
+                       message=err[-1] if err else '')
+        else:
+            rec.update(status='failed', returncode=p.returncode, message='\n'.join(err[-5:]))
+        log(f"[{row}] {rec['status']} in {rec['wall_s']} s" + (f": {rec.get('message')}" if rec['status'] != 'trained' else ''))
+    curve = read_metrics(run)
+    rec['metrics'] = curve
+    if curve:
+        ips = [c[3] for c in curve[1:]] or [curve[0][3]]
+        rec['images_per_s_median'] = float(np.median(ips))
+        rec['last_step_logged'], rec['last_loss'] = curve[-1][0], curve[-1][1]
+    cks = checkpoints(run)
+    rec['checkpoint_step'] = int(re.search(r'step_(\d+)', cks[-1].name).group(1)) if cks else None
+    return rec
+
+
+@torch.no_grad()
+def learned_variance(r, images:torch.Tensor, ts:torch.Tensor, seed:int=0)->dict:
+    "The mean over pixels and images of a learned-variance model's σ² (and log σ²) on held-out x_t, at each t of ts"
+    g = torch.Generator().manual_seed(seed)
+    var_mean, logvar_mean = [], []
+    for t in ts.tolist():
+        tb = torch.full((len(images),), t, dtype=torch.long)
+        x_t = q_sample(r.sched, images, tb, torch.randn(images.shape, generator=g))
+        _, var, logvar, _ = p_mean_variance(r.sched, r.model(x_t, tb), x_t, tb, r.cfg.var_type, True, r.cfg.parameterization)
+        var_mean.append(var.double().mean().item()); logvar_mean.append(logvar.double().mean().item())
+    s = r.sched
+    return dict(t=ts.numpy(), sigma2_mean=np.array(var_mean), log_sigma2_mean=np.array(logvar_mean),
+                beta=s.betas[ts].numpy(), beta_tilde=s.posterior_variance[ts].numpy(),
+                log_beta_tilde_clipped=s.posterior_log_variance_clipped[ts].numpy())
+
+
+def evaluate_row(row:str, a, log)->tuple:
+    "FID, classifier score, floor, bits/dim (test and train), the 64-sample grid and the learned σ² of one trained row"
+    run = RUNS / row
+    res, arrays = {}, {}
+    t0 = time.time()
+    npz = run / f'samples_ddim{a.ddim_steps}_n{a.n}.npz'
+    ev = evaluate(str(run), n=a.n, sampler='ddim', steps=a.ddim_steps, seed=0, device='cpu', bpd_n=a.bpd_n,
+                  npz=str(npz), progress=False, log=lambda s: log(f"[{row}] {s}"))
+    res['evaluate'] = {k: v for k, v in ev.items() if k != 'bpd_terms'}
+    res['evaluate_call'] = (f"evaluate('{os.path.relpath(run, ROOT)}', n={a.n}, sampler='ddim', steps={a.ddim_steps}, seed=0, "
+                            f"device='cpu', bpd_n={a.bpd_n})")
+    if 'bpd_terms' in ev: arrays[f'{row}/terms_test'] = np.array(ev['bpd_terms'])
+    # the same bound on as many training images (the paper's "NLL test (train)")
+    r = load_run(str(run), device='cpu')
+    if a.bpd_n:
+        tr = load_data(r.cfg, train=True)
+        idx = torch.randperm(len(tr), generator=torch.Generator().manual_seed(0))[:a.bpd_n]
+        t1 = time.time()
+        b = bits_per_dim(r.model, r.sched, tr.to_float(tr.images_at(idx)), batch_size=a.bpd_n, var_type=r.cfg.var_type,
+                         seed=0, parameterization=r.cfg.parameterization)
+        res['bpd_train'] = dict(bpd=b['total_bpd'], bpd_se=b['total_bpd_se'], n=b['n'], prior_bpd=b['prior_bpd'],
+                                decoder_bpd=b['decoder_bpd'], time_s=round(time.time() - t1, 1),
+                                images='training images randperm(60000, seed 0)[:n]')
+        arrays[f'{row}/terms_train'] = b['terms_bpd']
+        log(f"[{row}] train bits/dim {b['total_bpd']:.4f} ± {b['total_bpd_se']:.4f} (n = {b['n']})")
+    # the first 64 evaluation samples as a grid
+    x = np.load(npz)['arr_0'][:64]
+    (OUT / 'grids').mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(OUT / 'grids' / f'{row}.npz', arr_0=x)
+    save_grid(torch.from_numpy(x).movedim(-1, 1).float() / 127.5 - 1, OUT / 'grids' / f'{row}.png', nrow=8)
+    res['grid'] = os.path.relpath(OUT / 'grids' / f'{row}.png', ROOT)
+    # the learned variance against β_t and β̃_t, on held-out x_t
+    if r.cfg.var_type in LEARNED_VAR_TYPES:
+        te = load_data(r.cfg, train=False)
+        idx = torch.randperm(len(te), generator=torch.Generator().manual_seed(1))[:a.var_n]
+        T = r.sched.T
+        ts = torch.unique(torch.cat([torch.arange(0, 20), torch.arange(20, T, 10), torch.tensor([T - 1])]))
+        lv = learned_variance(r, te.to_float(te.images_at(idx)), ts)
+        for k, v in lv.items(): arrays[f'{row}/var_{k}'] = v
+        res['learned_variance'] = dict(n_images=a.var_n, n_t=len(ts), images='test images randperm(10000, seed 1)[:n]')
+    res['eval_wall_s'] = round(time.time() - t0, 1)
+    return res, arrays
+
+
+def save_arrays(new:dict):
+    "Merge per-row arrays into results/ablation/arrays.npz"
+    f = OUT / 'arrays.npz'
+    old = dict(np.load(f)) if f.exists() else {}
+    np.savez_compressed(f, **{**old, **new})
+
+
+def main(argv=None):
+    global RUNS, OUT
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('--rows', default=','.join(ORDER), help=f'comma-separated rows (default: all, in this order: {ORDER})')
+    p.add_argument('--steps', type=int, default=500, help='training steps of every row')
+    p.add_argument('--batch-size', type=int, default=64)
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--ckpt-every', type=int, default=100, help='checkpoint interval (the last good one survives a NaN)')
+    p.add_argument('--n', type=int, default=1000, help='DDIM samples for FID and the classifier score')
+    p.add_argument('--ddim-steps', type=int, default=50)
+    p.add_argument('--bpd-n', type=int, default=50, help='test images, and as many training images, for bits/dim')
+    p.add_argument('--var-n', type=int, default=16, help='test images for the learned variance at each t')
+    p.add_argument('--threads', type=int, default=2)
+    p.add_argument('--runs', default=str(RUNS.relative_to(ROOT)), help='where the runs go (git-ignored)')
+    p.add_argument('--results', default=str(OUT.relative_to(ROOT)), help='where the summaries go')
+    p.add_argument('--train-only', action='store_true', help='train the rows, evaluate nothing')
+    a = p.parse_args(argv)
+    RUNS, OUT = ROOT / a.runs, ROOT / a.results
+    torch.set_num_threads(a.threads)
+    rows = [r.strip() for r in a.rows.split(',') if r.strip()]
+    bad = [r for r in rows if r not in ROWS]
+    if bad: p.error(f"unknown rows {bad}; expected some of {ORDER}")
+    OUT.mkdir(parents=True, exist_ok=True)
+    logf = open(OUT / 'log.txt', 'a')
+    def log(s):
+        line = f"{time.strftime('%H:%M:%S')} {s}"
+        print(line, flush=True); logf.write(line + '\n'); logf.flush()
+    rfile = OUT / 'results.json'
+    results = json.loads(rfile.read_text()) if rfile.exists() else {}
+    settings = dict(steps=a.steps, batch_size=a.batch_size, seed=a.seed, n=a.n, ddim_steps=a.ddim_steps, bpd_n=a.bpd_n,
+                    var_n=a.var_n, threads=a.threads)
+    demo = {k: v for k, v in vars(preset('demo', device='cpu')).items() if k in
+            ('model', 'image_size', 'dropout', 'T', 'lr', 'warmup', 'grad_clip', 'ema_decay', 'hybrid_lambda')}
+    results['setup'] = dict(settings=settings, demo_preset=demo, script=f"OMP_NUM_THREADS={a.threads} .venv/bin/python "
+                            f"tools/ablation.py {shlex.join(argv if argv is not None else sys.argv[1:])}".strip(),
+                            machine=dict(cpu=platform.processor() or platform.machine(), torch=torch.__version__,
+                                         os_cpu_count=os.cpu_count()))
+    results.setdefault('rows', {})
+    log(f"ablation: rows {rows}; settings {settings}")
+    for row in rows:
+        prev = results['rows'].get(row, {})
+        if prev.get('settings') == settings and (a.train_only or 'eval' in prev or prev.get('train', {}).get('status') == 'diverged'):
+            log(f"[{row}] already done with these settings; skipped"); continue
+        spec = {k: v for k, v in ROWS[row].items() if k != 'paper'}
+        entry = dict(settings=settings, **spec, paper=ROWS[row]['paper'])
+        entry['train'] = tr = train_row(row, a, log)
+        results['rows'][row] = entry
+        rfile.write_text(json.dumps(results, indent=1, ensure_ascii=False))
+        if a.train_only: continue
+        if tr['status'] == 'diverged':
+            log(f"[{row}] diverged: not evaluated (the paper's 'unstable'); last checkpoint step {tr['checkpoint_step']}")
+        elif tr['status'] == 'trained':
+            ev, arrays = evaluate_row(row, a, log)
+            entry['eval'] = ev
+            save_arrays(arrays)
+            log(f"[{row}] evaluated in {ev['eval_wall_s']} s")
+        results['rows'][row] = entry
+        rfile.write_text(json.dumps(results, indent=1, ensure_ascii=False))
+    log("ablation: done")
+
+
+if __name__ == '__main__':
+    main()
