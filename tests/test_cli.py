@@ -70,3 +70,12 @@ def test_keep_ckpts_and_resume_to_more_steps(image_folder, tmp_path):
     assert (cfg['steps'], cfg['keep_ckpts'], cfg['batch_size']) == (10, 5, 4)   # config.json follows the resumed run
     cli('train', '--resume', '--steps', '12', '--keep-ckpts', '1', '--data-dir', image_folder, *common, check=True)
     assert sorted(p.name for p in (run / 'checkpoints').iterdir()) == ['step_00000012.pt']
+
+
+def test_python_dash_m_is_the_command():
+    "`python -m ddpm_lit ARGS` is `ddpm-lit ARGS` (what torchrun -m needs)"
+    import subprocess, sys
+    r = subprocess.run([sys.executable, '-m', 'ddpm_lit', 'train', '--help'], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and 'usage: ddpm-lit train' in r.stdout, r.stderr
+    r = subprocess.run([sys.executable, '-m', 'ddpm_lit', 'frobnicate'], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
