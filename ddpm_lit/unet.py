@@ -42,9 +42,10 @@ def conv3x3(cin:int,         # input channels
             cout:int,        # output channels
             stride:int=1,    # 2 to halve the resolution
             scale:float=1.,  # init variance scale, 0 for a zero-initialised layer
-           )->nn.Conv2d:     # Conv2d(cin, cout, 3, stride, padding=1)
-    "A 3×3 convolution with 'same' padding, initialised like the paper"
-    return paper_init(nn.Conv2d(cin, cout, 3, stride=stride, padding=1), scale)
+            padding:int=1,   # zero pixels added on every side; 0 when the caller pads the input itself
+           )->nn.Conv2d:     # Conv2d(cin, cout, 3, stride, padding)
+    "A 3×3 convolution, padded by `padding` ('same' at stride 1 with the default), initialised like the paper"
+    return paper_init(nn.Conv2d(cin, cout, 3, stride=stride, padding=padding), scale)
 
 def conv1x1(cin:int,         # input channels
             cout:int,        # output channels
@@ -84,11 +85,12 @@ class ResBlock(nn.Module):
                  temb_dim:int,      # width of the time embedding
                  dropout:float=0.,  # dropout before the second convolution
                  num_groups:int=32, # GroupNorm groups; must divide in_ch and out_ch
+                 eps:float=1e-5,    # GroupNorm eps (torch's default; 1e-6 in the paper's TensorFlow code)
                 ):
         super().__init__()
-        self.norm1, self.conv1 = nn.GroupNorm(num_groups, in_ch), conv3x3(in_ch, out_ch)
+        self.norm1, self.conv1 = nn.GroupNorm(num_groups, in_ch, eps=eps), conv3x3(in_ch, out_ch)
         self.temb_proj = paper_init(nn.Linear(temb_dim, out_ch))
-        self.norm2, self.dropout = nn.GroupNorm(num_groups, out_ch), nn.Dropout(dropout)
+        self.norm2, self.dropout = nn.GroupNorm(num_groups, out_ch, eps=eps), nn.Dropout(dropout)
         self.conv2 = conv3x3(out_ch, out_ch, scale=0)
         self.skip = conv1x1(in_ch, out_ch) if in_ch != out_ch else nn.Identity()
 
@@ -106,9 +108,10 @@ class AttnBlock(nn.Module):
     "Single-head self-attention over the H*W positions: GroupNorm, 1×1 qkv, softmax(qkᵀ/√C) v, 1×1 out (zero-init), residual"
     def __init__(self, ch:int,          # channels C
                  num_groups:int=32,     # GroupNorm groups; must divide ch
+                 eps:float=1e-5,        # GroupNorm eps (torch's default; 1e-6 in the paper's TensorFlow code)
                 ):
         super().__init__()
-        self.norm = nn.GroupNorm(num_groups, ch)
+        self.norm = nn.GroupNorm(num_groups, ch, eps=eps)
         self.qkv = conv1x1(ch, 3 * ch)
         self.proj_out = conv1x1(ch, ch, scale=0)
 
@@ -124,12 +127,16 @@ class AttnBlock(nn.Module):
 # %% ../nbs/03_unet.ipynb #6595dc84
 class Downsample(nn.Module):
     "Halve the resolution with a stride-2 3×3 convolution"
-    def __init__(self, ch:int): # channels (unchanged)
-        super().__init__(); self.conv = conv3x3(ch, ch, stride=2)
+    def __init__(self, ch:int,              # channels (unchanged)
+                 tf_padding:bool=False,     # pad 0 before and 1 after (TensorFlow 'SAME', the paper's code) instead of 1 on every side
+                ):
+        super().__init__()
+        self.tf_padding = tf_padding
+        self.conv = conv3x3(ch, ch, stride=2, padding=0 if tf_padding else 1)
     def forward(self, x:Tensor, # features [B, C, H, W], H and W even
                )->Tensor:       # [B, C, H/2, W/2]
         "Downsample `x` by 2"
-        return self.conv(x)
+        return self.conv(F.pad(x, (0, 1, 0, 1))) if self.tf_padding else self.conv(x)
 
 class Upsample(nn.Module):
     "Double the resolution: nearest-neighbour ×2, then a 3×3 convolution"
@@ -174,6 +181,8 @@ class UNet(nn.Module):
                  image_size:int=32,            # input height = width; must be divisible by 2**(len(ch_mult)-1)
                  num_groups:int=32,            # GroupNorm groups everywhere
                  mid_attn:bool=True,           # self-attention in the middle block, as in the paper
+                 norm_eps:float=1e-5,          # eps of every GroupNorm: torch's default; 1e-6 in the paper's TensorFlow code
+                 tf_padding:bool=False,        # Downsample pads 0 before and 1 after (TensorFlow 'SAME', the paper's code), not 1 on every side
                 ):
         super().__init__()
         out_ch = in_ch if out_ch is None else out_ch
@@ -193,12 +202,15 @@ class UNet(nn.Module):
         bad = [r for r in attn_resolutions if r not in resolutions]
         if bad: raise ValueError(f"UNet: attn_resolutions must be among the levels' sizes {resolutions}, got {attn_resolutions}")
         if not 0 <= dropout < 1: raise ValueError(f"UNet: dropout must be in [0, 1), got {dropout}")
+        if isinstance(norm_eps, bool) or not isinstance(norm_eps, (int, float)) or not norm_eps > 0:
+            raise ValueError(f"UNet: norm_eps must be a positive number, got {norm_eps!r}")
+        if not isinstance(tf_padding, bool): raise ValueError(f"UNet: tf_padding must be True or False, got {tf_padding!r}")
         self.config = dict(in_ch=in_ch, out_ch=out_ch, ch=ch, ch_mult=ch_mult, num_res_blocks=num_res_blocks,
                            attn_resolutions=attn_resolutions, dropout=dropout, image_size=image_size,
-                           num_groups=num_groups, mid_attn=mid_attn)
+                           num_groups=num_groups, mid_attn=mid_attn, norm_eps=float(norm_eps), tf_padding=tf_padding)
         self.in_ch, self.out_ch, self.ch, self.image_size = in_ch, out_ch, ch, image_size
-        G, tdim = num_groups, 4 * ch
-        attn = lambda c, r: AttnBlock(c, G) if r in attn_resolutions else nn.Identity()
+        G, eps, tdim = num_groups, float(norm_eps), 4 * ch
+        attn = lambda c, r: AttnBlock(c, G, eps) if r in attn_resolutions else nn.Identity()
 
         self.time_embed = TimeEmbedding(ch, tdim)
         self.conv_in = conv3x3(in_ch, ch)
@@ -207,23 +219,23 @@ class UNet(nn.Module):
         for i, (m, r) in enumerate(zip(ch_mult, resolutions)):
             res, att = [], []
             for _ in range(num_res_blocks):
-                res.append(ResBlock(c, ch * m, tdim, dropout, G)); c = ch * m
+                res.append(ResBlock(c, ch * m, tdim, dropout, G, eps)); c = ch * m
                 att.append(attn(c, r)); skips.append(c)
             last = i == len(ch_mult) - 1
             if not last: skips.append(c)
-            self.down.append(UNetLevel(res, att, None if last else Downsample(c), r))
-        self.mid = nn.ModuleList([ResBlock(c, c, tdim, dropout, G), AttnBlock(c, G) if mid_attn else nn.Identity(),
-                                  ResBlock(c, c, tdim, dropout, G)])
+            self.down.append(UNetLevel(res, att, None if last else Downsample(c, tf_padding), r))
+        self.mid = nn.ModuleList([ResBlock(c, c, tdim, dropout, G, eps), AttnBlock(c, G, eps) if mid_attn else nn.Identity(),
+                                  ResBlock(c, c, tdim, dropout, G, eps)])
         self.up = nn.ModuleList()
         for i in reversed(range(len(ch_mult))):
             m, r = ch_mult[i], resolutions[i]
             res, att = [], []
             for _ in range(num_res_blocks + 1):
-                res.append(ResBlock(c + skips.pop(), ch * m, tdim, dropout, G)); c = ch * m
+                res.append(ResBlock(c + skips.pop(), ch * m, tdim, dropout, G, eps)); c = ch * m
                 att.append(attn(c, r))
             self.up.append(UNetLevel(res, att, Upsample(c) if i > 0 else None, r))
         assert not skips, "every stored skip must be consumed"
-        self.out = nn.Sequential(nn.GroupNorm(G, c), nn.SiLU(), conv3x3(c, out_ch, scale=0))
+        self.out = nn.Sequential(nn.GroupNorm(G, c, eps=eps), nn.SiLU(), conv3x3(c, out_ch, scale=0))
 
     def forward(self, x:Tensor,  # noisy images x_t [B, in_ch, image_size, image_size]
                 t:Tensor,        # 0-based timesteps [B] (LongTensor); a float tensor is embedded as continuous time

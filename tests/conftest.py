@@ -121,7 +121,7 @@ MISSING = [
     (r'^(no Chromium, )?no chromedriver\b', 'chromedriver', 'chromium-driver'),
     (r'^Fashion-MNIST is not on disk', 'Fashion-MNIST', 'dataset-fashion-mnist'),
     (r'no local MathJax', 'MathJax 2', 'pip'),
-    (r'^(selenium|jupyterlab|jupyter[ -]server\S*) is not installed', 'package of the dev extras', 'pip'),
+    (r'^(selenium|jupyterlab|jupyter[ -]server\S*|diffusers) is not installed', 'package of the dev extras', 'pip'),
     (r'^headless Chromium did not start', 'working headless Chromium', None),
 ]
 PIP_COMMAND = ".venv/bin/python -m pip install -e '.[dev]'"
