@@ -11,7 +11,7 @@ __all__ = ['CHOICES', 'RESUMABLE', 'PRESETS', 'CKPT_KIND', 'TrainConfig', 'prese
 
 # %% ../nbs/05_train.ipynb #e38fd092
 import copy, json, math, os, signal, threading, time
-from dataclasses import dataclass, asdict, fields, replace
+from dataclasses import dataclass, asdict, replace
 from pathlib import Path
 import torch
 from torch import Tensor, nn
@@ -22,7 +22,7 @@ from .posterior import VAR_TYPES, LEARNED_VAR_TYPES, PARAMETERIZATIONS, out_chan
 from .loss import LOSSES, training_losses
 from .unet import UNet, MODEL_PRESETS
 from .data import IMAGE_DATASETS, ImageData, load_image_data
-from .sample import SAMPLERS, resolve_device, precision, generate, save_grid
+from .sample import resolve_device, precision, generate, save_grid
 
 # %% ../nbs/05_train.ipynb #14ff5cfa
 @dataclass
