@@ -225,7 +225,8 @@ class Trainer:
             raise ValueError(f"cannot change --{k.replace('_', '-')} when resuming (the run has {saved[k]!r}, got {fixed[k]!r}); "
                              f"only {', '.join('--' + r.replace('_', '-') for r in RESUMABLE)} may change")
         cfg = TrainConfig(**{**saved, **{k: v for k, v in changes.items() if k in RESUMABLE}})
-        tr = cls(cfg, run_dir, data)
+        net = UNet(**ck['model_args']) if ck.get('model_args') else None    # the exact network, not the preset's default
+        tr = cls(cfg, run_dir, data, model=net)
         tr.load_state_dict(ck)
         tr._trim_log()
         return tr
