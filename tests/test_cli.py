@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import cli
+from conftest import EXE, cli
 
 
 @pytest.mark.parametrize('sub', ['train', 'sample', 'evaluate'])
@@ -79,3 +79,30 @@ def test_python_dash_m_is_the_command():
     assert r.returncode == 0 and 'usage: ddpm-lit train' in r.stdout, r.stderr
     r = subprocess.run([sys.executable, '-m', 'ddpm_lit', 'frobnicate'], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_sampling_shows_progress_on_a_terminal_only(image_folder, tmp_path):
+    "On a terminal `ddpm-lit sample` shows a bar counting images (with img/s and time left); piped, or with --no-progress, none"
+    import fcntl, os, pty, struct, subprocess, termios
+    run = tmp_path / 'run'
+    cli('train', '--dataset', 'folder', '--data-dir', image_folder, '--image-size', '8', '--model', 'tiny', '--T', '20',
+        '--batch-size', '4', '--steps', '2', '--warmup', '1', '--device', 'cpu', '--no-progress', '--out', run, check=True)
+    def on_tty(*extra):
+        master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack('HHHH', 24, 100, 0, 0))   # a terminal has a width
+        p = subprocess.Popen([EXE, 'sample', str(run), '--n', '4', '--out', str(tmp_path / 'g.png'), '--device', 'cpu', *extra],
+                             stdin=slave, stdout=slave, stderr=slave, close_fds=True)
+        os.close(slave); out = b''
+        while True:
+            try: chunk = os.read(master, 4096)
+            except OSError: break
+            if not chunk: break
+            out += chunk
+        p.wait(); os.close(master)
+        return p.returncode, out.decode(errors='replace')
+    code, out = on_tty()
+    assert code == 0 and 'images' in out and 'img/s' in out, out
+    code, out = on_tty('--no-progress')
+    assert code == 0 and 'img/s]' not in out, out
+    r = cli('sample', run, '--n', '4', '--out', tmp_path / 'g2.png', '--device', 'cpu', check=True)   # piped: no bar
+    assert 'img/s]' not in r.stderr, r.stderr
