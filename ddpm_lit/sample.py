@@ -285,7 +285,8 @@ def generate(model,                       # a trained network, in eval mode, on 
     n_steps = steps if sampler == 'ddim' else sched.T
     if progress is None: progress = sys.stderr.isatty()
     out = []
-    with tqdm(total=n * n_steps, unit='img', unit_scale=1 / n_steps, disable=not progress, dynamic_ncols=True,
+    ascii_only = not (getattr(sys.stderr, 'encoding', None) or '').lower().startswith('utf')   # a C-locale terminal
+    with tqdm(total=n * n_steps, unit='img', unit_scale=1 / n_steps, disable=not progress, dynamic_ncols=True, ascii=ascii_only,
               desc=f"{sampler}{'-' + str(steps) if sampler == 'ddim' else ''} sampling",
               bar_format='{l_bar}{bar}| {n:.0f}/{total:.0f} images [{elapsed}<{remaining}, {rate_fmt}]') as bar, \
          precision(device, bf16):
