@@ -18,8 +18,9 @@ summaries into results/ablation/:
   rows the mean over pixels and images of the learned σ² (and of log σ²) on held-out x_t, beside β_t and β̃_t;
 * grids/<row>.png and grids/<row>.npz: the first 64 of the n evaluation samples (uint8 [64, 28, 28, 1]).
 
-A row whose results.json entry already has the requested settings is skipped, so the script can be re-run after
-an interruption; a row whose run stopped part way is resumed with --resume.
+One row trains at a time (a `ddpm-lit train` process in the background) while the row before it is evaluated in
+this process. A row whose results.json entry already has the requested settings is skipped, so the script can be
+re-run after an interruption; a row whose run stopped part way is resumed with --resume (its commands are all kept).
 """
 import argparse, json, math, os, platform, re, shlex, subprocess, sys, time
 from pathlib import Path
@@ -84,39 +85,45 @@ def read_metrics(run:Path)->list:
     return [[r['step'], r['loss'], r['grad_norm'], r['images_per_s']] for r in recs]
 
 
-def train_row(row:str, a, log)->dict:
-    "Train (or resume) one row; a NaN/inf loss is recorded with the steps where it appeared"
-    run = RUNS / row
-    cks = checkpoints(run)
-    done = bool(cks) and int(re.search(r'step_(\d+)', cks[-1].name).group(1)) >= a.steps
-    rec = dict(command=None, status=None)
-    if done:
-        rec.update(status='trained', note='checkpoint already at the requested steps; not retrained')
+def _step_of(ck:Path)->int: return int(re.search(r'step_(\d+)', ck.name).group(1))
+
+
+def start_training(row:str, a, log, commands:list)->tuple:
+    "Start (or resume) one row's `ddpm-lit train` in the background; None if its checkpoint is already at a.steps"
+    cks = checkpoints(RUNS / row)
+    if cks and _step_of(cks[-1]) >= a.steps: return None
+    cmd = train_cmd(row, a, resume=bool(cks))
+    commands.append('OMP_NUM_THREADS=%d ' % a.threads + shlex.join(cmd))
+    log(f"[{row}] {commands[-1]}")
+    env = {**os.environ, 'OMP_NUM_THREADS': str(a.threads), 'MKL_NUM_THREADS': str(a.threads)}
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env), time.time()
+
+
+def finish_training(row:str, handle, log, commands:list)->dict:
+    "Wait for a row's training; a NaN/inf loss is recorded with the steps between which it appeared"
+    rec = dict(commands=commands, status='trained')
+    if handle is None: rec['note'] = 'checkpoint already at the requested steps; not retrained'
     else:
-        cmd = train_cmd(row, a, resume=bool(cks))
-        rec['command'] = 'OMP_NUM_THREADS=%d ' % a.threads + shlex.join(cmd)
-        log(f"[{row}] {rec['command']}")
-        t0 = time.time()
-        p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
-                           env={**os.environ, 'OMP_NUM_THREADS': str(a.threads), 'MKL_NUM_THREADS': str(a.threads)})
-        rec['wall_s'] = round(time.time() - t0, 1)
-        err = p.stderr.strip().splitlines()
-        m = re.search(r'loss became (\S+) between steps (\d+) and (\d+)', p.stderr)
-        if p.returncode == 0: rec['status'] = 'trained'
+        p, t0 = handle
+        stdout, stderr = p.communicate()
+        rec['wall_s'] = round(time.time() - t0, 1)     # from start to collection (may include waiting on an evaluation)
+        d = re.search(r'done: step (\d+) in (\d+)s', stdout)
+        if d: rec['train_s'] = int(d.group(2))           # as `ddpm-lit train` reports it
+        err = stderr.strip().splitlines()
+        m = re.search(r'loss became (\S+) between steps (\d+) and (\d+)', stderr)
+        if p.returncode == 0: pass
         elif m:
             rec.update(status='diverged', diverged_value=m.group(1), diverged_between=[int(m.group(2)), int(m.group(3))],
                        message=err[-1] if err else '')
-        else:
-            rec.update(status='failed', returncode=p.returncode, message='\n'.join(err[-5:]))
+        else: rec.update(status='failed', returncode=p.returncode, message='\n'.join(err[-5:]))
         log(f"[{row}] {rec['status']} in {rec['wall_s']} s" + (f": {rec.get('message')}" if rec['status'] != 'trained' else ''))
-    curve = read_metrics(run)
+    curve = read_metrics(RUNS / row)
     rec['metrics'] = curve
     if curve:
-        ips = [c[3] for c in curve[1:]] or [curve[0][3]]
-        rec['images_per_s_median'] = float(np.median(ips))
+        rec['images_per_s_median'] = float(np.median([c[3] for c in curve]))
         rec['last_step_logged'], rec['last_loss'] = curve[-1][0], curve[-1][1]
-    cks = checkpoints(run)
-    rec['checkpoint_step'] = int(re.search(r'step_(\d+)', cks[-1].name).group(1)) if cks else None
+    cks = checkpoints(RUNS / row)
+    rec['checkpoint_step'] = _step_of(cks[-1]) if cks else None
     return rec
 
 
@@ -226,15 +233,25 @@ def main(argv=None):
                                          os_cpu_count=os.cpu_count()))
     results.setdefault('rows', {})
     log(f"ablation: rows {rows}; settings {settings}")
+    # one training at a time, in the background: row k is evaluated here (one more core) while row k+1 trains
+    todo = []
     for row in rows:
         prev = results['rows'].get(row, {})
         if prev.get('settings') == settings and (a.train_only or 'eval' in prev or prev.get('train', {}).get('status') == 'diverged'):
-            log(f"[{row}] already done with these settings; skipped"); continue
-        spec = {k: v for k, v in ROWS[row].items() if k != 'paper'}
-        entry = dict(settings=settings, **spec, paper=ROWS[row]['paper'])
-        entry['train'] = tr = train_row(row, a, log)
-        results['rows'][row] = entry
-        rfile.write_text(json.dumps(results, indent=1, ensure_ascii=False))
+            log(f"[{row}] already done with these settings; skipped")
+        else: todo.append((row, prev.get('train', {}).get('commands', []) if prev.get('settings') == settings else []))
+    def save(): rfile.write_text(json.dumps(results, indent=1, ensure_ascii=False))
+    def start(i):
+        row, commands = todo[i]
+        h = start_training(row, a, log, commands)
+        results['rows'][row] = dict(settings=settings, train=dict(status='training', commands=commands)); save()
+        return h
+    handle = start(0) if todo else None
+    for i, (row, commands) in enumerate(todo):
+        tr = finish_training(row, handle, log, commands)
+        handle = start(i + 1) if i + 1 < len(todo) else None
+        entry = dict(settings=settings, **{k: v for k, v in ROWS[row].items() if k != 'paper'}, paper=ROWS[row]['paper'], train=tr)
+        results['rows'][row] = entry; save()
         if a.train_only: continue
         if tr['status'] == 'diverged':
             log(f"[{row}] diverged: not evaluated (the paper's 'unstable'); last checkpoint step {tr['checkpoint_step']}")
@@ -243,8 +260,7 @@ def main(argv=None):
             entry['eval'] = ev
             save_arrays(arrays)
             log(f"[{row}] evaluated in {ev['eval_wall_s']} s")
-        results['rows'][row] = entry
-        rfile.write_text(json.dumps(results, indent=1, ensure_ascii=False))
+        results['rows'][row] = entry; save()
     log("ablation: done")
 
 
