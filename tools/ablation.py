@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from ddpm_lit.forward import q_sample                                 # noqa: E402
 from ddpm_lit.posterior import LEARNED_VAR_TYPES, p_mean_variance     # noqa: E402
-from ddpm_lit.sample import save_grid                                 # noqa: E402
+from ddpm_lit.sample import generate, save_grid, to_uint8                                # noqa: E402
 from ddpm_lit.train import checkpoints, load_data, load_run, preset   # noqa: E402
 from ddpm_lit.metrics import bits_per_dim, evaluate                   # noqa: E402
 
@@ -187,6 +187,21 @@ def evaluate_row(row:str, a, log)->tuple:
     return res, arrays
 
 
+def ancestral_row(row:str, a, log)->dict:
+    "A small grid of ancestral samples (Algorithm 2, T steps, the row's own variance): the sampler that uses Σ"
+    r = load_run(str(RUNS / row), device='cpu')
+    t0 = time.time()
+    x = generate(r.model, r.sched, a.ancestral, r.shape, 'ddpm', var_type=r.cfg.var_type,
+                 parameterization=r.cfg.parameterization, batch_size=a.ancestral, seed=0, progress=False)
+    (OUT / 'grids').mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(OUT / 'grids' / f'{row}_ancestral.npz', arr_0=to_uint8(x).numpy())
+    save_grid(x, OUT / 'grids' / f'{row}_ancestral.png', nrow=int(math.sqrt(a.ancestral)) or 1)
+    rec = dict(n=a.ancestral, sampler='ddpm', steps=r.sched.T, var_type=r.cfg.var_type, seed=0, step=r.step,
+               time_s=round(time.time() - t0, 1), grid=os.path.relpath(OUT / 'grids' / f'{row}_ancestral.png', ROOT))
+    log(f"[{row}] {a.ancestral} ancestral samples in {rec['time_s']} s")
+    return rec
+
+
 def save_arrays(new:dict):
     "Merge per-row arrays into results/ablation/arrays.npz"
     f = OUT / 'arrays.npz'
@@ -210,6 +225,9 @@ def main(argv=None):
     p.add_argument('--runs', default=str(RUNS.relative_to(ROOT)), help='where the runs go (git-ignored)')
     p.add_argument('--results', default=str(OUT.relative_to(ROOT)), help='where the summaries go')
     p.add_argument('--train-only', action='store_true', help='train the rows, evaluate nothing')
+    p.add_argument('--ancestral', type=int, default=0,
+                   help='only this: N ancestral samples (T steps, the row\'s variance) of each trained row, as a grid; '
+                        'written to ancestral.json (no training, no results.json)')
     a = p.parse_args(argv)
     RUNS, OUT = ROOT / a.runs, ROOT / a.results
     torch.set_num_threads(a.threads)
@@ -221,6 +239,18 @@ def main(argv=None):
     def log(s):
         line = f"{time.strftime('%H:%M:%S')} {s}"
         print(line, flush=True); logf.write(line + '\n'); logf.flush()
+    if a.ancestral:
+        afile = OUT / 'ancestral.json'
+        done = json.loads(afile.read_text()) if afile.exists() else {}
+        for row in rows:
+            if not checkpoints(RUNS / row) or _step_of(checkpoints(RUNS / row)[-1]) < a.steps:
+                log(f"[{row}] not trained to {a.steps} steps: no ancestral samples"); continue
+            if done.get(row, {}).get('n') == a.ancestral and done[row].get('step') == a.steps: continue
+            done[row] = ancestral_row(row, a, log)
+            done[row]['command'] = f"OMP_NUM_THREADS={a.threads} .venv/bin/python tools/ablation.py " + \
+                                   shlex.join(argv if argv is not None else sys.argv[1:])
+            afile.write_text(json.dumps(done, indent=1))
+        return
     rfile = OUT / 'results.json'
     results = json.loads(rfile.read_text()) if rfile.exists() else {}
     settings = dict(steps=a.steps, batch_size=a.batch_size, seed=a.seed, n=a.n, ddim_steps=a.ddim_steps, bpd_n=a.bpd_n,
