@@ -1,4 +1,4 @@
-"""`ddpm-lit train | sample | evaluate | export | import`: one entry point, a `--help` for each, one-line errors
+"""`ddpm-lit train | sample | evaluate | inpaint | export | import`: one entry point, a `--help` for each, one-line errors
 
 Docs: https://ddpm-lit.github.io/ddpm_lit/cli.html.md"""
 

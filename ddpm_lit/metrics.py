@@ -21,7 +21,8 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .loss import vlb_terms
-from .sample import SAMPLERS, check_choice, generate, resolve_device, to_uint8
+from .posterior import check_choice
+from .sample import SAMPLERS, generate, resolve_device, to_uint8
 from .train import load_run, load_data
 
 # %% ../nbs/08_metrics.ipynb #7bd46a72
