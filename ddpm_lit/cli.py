@@ -19,6 +19,7 @@ from .sample import SAMPLERS, generate, precision, resolve_device, save_grid, to
 from .posterior import VAR_TYPES
 from .train import PRESETS, CHOICES, RESUMABLE, TrainConfig, TrainingDiverged, checkpoints, load_run, open_run, preset
 from .metrics import evaluate
+from .guidance import parse_class
 from .inpaint import read_image, read_mask, repaint_sample
 from .interop import export_diffusers, import_diffusers, need_diffusers
 
@@ -106,11 +107,17 @@ def _sampling_flags(p, n_default:int):
     p.add_argument('--no-ema', action='store_true', help='use the raw weights instead of the EMA')
     p.add_argument('--npz', help='also write the images as uint8 [N, H, W, C] under key arr_0')
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
+    p.add_argument('--guidance', type=_number(float, 0), default=0.0,
+                   help='classifier-free guidance w of a --class-cond run: (1+w) eps(x,c) - w eps(x); 0: conditional '
+                        '(default 0; a guidance scale of s elsewhere is w = s - 1)')
 
 def _sample_parser(sub):
     p = sub.add_parser('sample', help='sample images from a trained run',
                        description='Sample a trained model (EMA weights) and write a PNG grid and/or an .npz of uint8 images.')
     _sampling_flags(p, 64)
+    p.add_argument('--class', dest='cls', metavar='CLASS',
+                   help="a --class-cond run: the class to draw (a label, or a name such as Sandal), or 'all' for one "
+                        "row per class (n // classes images each); default: unconditional (the null class)")
     p.add_argument('--out', help='PNG grid to write (default: RUN/samples.png unless --npz is given)')
     p.set_defaults(func=cmd_sample)
 
@@ -119,20 +126,28 @@ def _progress(a): return False if a.no_progress else None     # None: a bar when
 def cmd_sample(a):
     "Run `ddpm-lit sample`"
     r = load_run(a.run, ema=not a.no_ema, device=resolve_device(a.device))
+    k = None if a.cls is None else parse_class(a.cls, r.classes)
+    if a.guidance and k is None: raise CliError("--guidance needs --class (guidance pushes samples towards a class)")
+    n, nrow = a.n, max(1, int(math.sqrt(a.n)))
+    if k == 'all':
+        nrow = max(1, a.n // len(r.classes)); n = nrow * len(r.classes)
+        y = torch.arange(len(r.classes)).repeat_interleave(nrow)           # one row per class
+    else: y = None if k is None else torch.full((n,), k)
     t0 = time.time()
-    x = generate(r.model, r.sched, a.n, r.shape, a.sampler, a.steps, a.eta, a.var_type or r.cfg.var_type,
-                 r.cfg.parameterization, a.batch_size, a.seed, r.cfg.bf16, _progress(a))
+    x = generate(r.model, r.sched, n, r.shape, a.sampler, a.steps, a.eta, a.var_type or r.cfg.var_type,
+                 r.cfg.parameterization, a.batch_size, a.seed, r.cfg.bf16, _progress(a), y=y, w=a.guidance)
     dt = time.time() - t0
     out = a.out or (None if a.npz else str(r.run_dir / 'samples.png'))
     if out:
-        save_grid(x, out, nrow=max(1, int(math.sqrt(a.n))))
+        save_grid(x, out, nrow=nrow)
         print(f"wrote {out}")
     if a.npz:
         Path(a.npz).parent.mkdir(parents=True, exist_ok=True)
         np.savez(a.npz, arr_0=to_uint8(x).numpy())
-        print(f"wrote {a.npz} ({a.n} uint8 images)")
+        print(f"wrote {a.npz} ({n} uint8 images)")
     what = f"DDIM {a.steps} steps, eta={a.eta}" if a.sampler == 'ddim' else f"ancestral {r.sched.T} steps"
-    print(f"{a.n} samples ({what}) in {dt:.1f}s: {a.n / dt:.2f} images/s")
+    if k is not None: what += f"; class {'all, one row each' if k == 'all' else repr(r.classes[k])}, guidance w={a.guidance:g}"
+    print(f"{n} samples ({what}) in {dt:.1f}s: {n / dt:.2f} images/s")
 
 def _evaluate_parser(sub):
     p = sub.add_parser('evaluate', help='FID and bits/dim of a trained run',
@@ -152,7 +167,8 @@ def cmd_evaluate(a):
     "Run `ddpm-lit evaluate`"
     res = evaluate(a.run, n=a.n, sampler=a.sampler, steps=a.steps, eta=a.eta, var_type=a.var_type, batch_size=a.batch_size,
                    seed=a.seed, device=a.device, bpd_n=a.bpd_n, bpd_batch_size=a.bpd_batch_size, inception=a.inception,
-                   ema=not a.no_ema, data_dir=a.data_dir, npz=a.npz, floor=not a.no_floor, progress=_progress(a))
+                   ema=not a.no_ema, data_dir=a.data_dir, npz=a.npz, floor=not a.no_floor, progress=_progress(a),
+                   guidance=a.guidance)
     run = Path(a.run)
     out = Path(a.json) if a.json else (run if run.is_dir() else run.parent.parent) / 'eval.json'
     out.parent.mkdir(parents=True, exist_ok=True)

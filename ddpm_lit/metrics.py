@@ -7,7 +7,8 @@ Docs: https://ddpm-lit.github.io/ddpm_lit/metrics.html.md"""
 # %% auto #0
 __all__ = ['CLASSIFIER_FILE', 'feature_stats', 'frechet_distance', 'frechet_distance_sqrtm', 'FMClassifier', 'classifier_path',
            'load_classifier', 'as_classifier_input', 'features', 'FIDResult', 'fid_from_features', 'fid',
-           'score_from_probs', 'classifier_score', 'bits_per_dim', 'inception_metric', 'inception_fid', 'evaluate']
+           'score_from_probs', 'classifier_score', 'classifier_accuracy', 'bits_per_dim', 'inception_metric',
+           'inception_fid', 'evaluate']
 
 # %% ../nbs/08_metrics.ipynb #a804a50b
 import json, math, sys, time
@@ -24,6 +25,7 @@ from .loss import vlb_terms
 from .posterior import check_choice
 from .sample import SAMPLERS, generate, resolve_device, to_uint8
 from .train import load_run, load_data
+from .guidance import balanced_labels
 
 # %% ../nbs/08_metrics.ipynb #7bd46a72
 def feature_stats(feats, # features [N, D], N >= 2 (array or tensor)
@@ -207,6 +209,20 @@ def classifier_score(images,                  # images, any form `as_classifier_
     probs = torch.cat([model(x[i:i + batch_size].to(dev)).double().softmax(1).cpu() for i in range(0, len(x), batch_size)])
     return score_from_probs(probs.numpy())
 
+@torch.no_grad()
+def classifier_accuracy(images,                  # images, any form `as_classifier_input` takes [N, ...]
+                        labels,                  # the class each image should show [N] (ints)
+                        model:FMClassifier=None, # default: the shipped classifier
+                        batch_size:int=500,      # images per forward pass
+                       )->float:                 # the fraction the classifier assigns to their label
+    "How often the Fashion-MNIST classifier agrees with the class a conditional sample was asked for"
+    model = model or load_classifier()
+    dev = next(model.parameters()).device
+    x, y = as_classifier_input(images), torch.as_tensor(labels).long().cpu()
+    if y.shape != (len(x),): raise ValueError(f"classifier_accuracy: labels must be [N] with N = {len(x)}, got {tuple(y.shape)}")
+    pred = torch.cat([model(x[i:i + batch_size].to(dev)).argmax(1).cpu() for i in range(0, len(x), batch_size)])
+    return (pred == y).double().mean().item()
+
 # %% ../nbs/08_metrics.ipynb #42176353
 def bits_per_dim(model,                       # callable model(x_t, t) -> output of `parameterization`
                  sched,                       # its NoiseSchedule
@@ -284,6 +300,7 @@ def evaluate(run:str,                 # a run directory (its latest checkpoint) 
              npz:str=None,            # also save the samples here: uint8 [N, H, W, C] under key arr_0 (as `ddpm-lit sample`)
              floor:bool=True,         # also the real-data floor: FID of n training images against the same test set
              progress:bool=None,      # progress bars for sampling, features and bits/dim; None: when stderr is a terminal
+             guidance:float=0.0,      # a class-conditional run: classifier-free guidance w of the samples (0: conditional)
              log=print,               # where the summary lines go
             )->dict:                  # everything written to eval.json
     "FID and bits/dim of a trained model, with the settings that produced them"
@@ -292,6 +309,9 @@ def evaluate(run:str,                 # a run directory (its latest checkpoint) 
     dev = resolve_device(device)
     r = load_run(run, ema=ema, device=dev)                  # FileNotFoundError / ValueError with one-line messages
     cfg, sched = r.cfg, r.sched
+    if guidance and not r.classes:
+        raise ValueError(f"--guidance needs a class-conditional run (trained with --class-cond); {r.path} is unconditional")
+    y = balanced_labels(n, len(r.classes)) if r.classes and n else None   # classes in equal numbers
     if cfg.dataset != 'fashion_mnist' and not inception and n:
         raise ValueError(f"the FID classifier is for Fashion-MNIST, but this run was trained on {cfg.dataset!r}: "
                          f"pass --inception (Inception FID, needs torchmetrics and its weights) or --n 0")
@@ -308,7 +328,8 @@ def evaluate(run:str,                 # a run directory (its latest checkpoint) 
         t0 = time.time()
         vt = var_type or cfg.var_type
         x = generate(r.model, sched, n, r.shape, sampler, steps, eta, vt, cfg.parameterization, batch_size, seed,
-                     cfg.bf16, progress)
+                     cfg.bf16, progress, y=y, w=guidance)
+        if y is not None: res.update(class_cond=True, guidance=guidance, classes=r.classes)
         res.update(sampler=sampler, steps=steps if sampler == 'ddim' else sched.T, eta=eta if sampler == 'ddim' else None,
                    var_type=None if sampler == 'ddim' else vt, n=n, sample_time_s=round(time.time() - t0, 1))
         if npz:
@@ -322,6 +343,17 @@ def evaluate(run:str,                 # a run directory (its latest checkpoint) 
             log(f"FID {f.fid:.4f}  (classifier features; n = {f.n_a} samples vs {f.n_b} test images; "
                 f"{'DDIM ' + str(steps) if sampler == 'ddim' else 'ancestral ' + str(sched.T)} steps, seed {seed}, step {r.step}); "
                 f"classifier score {res['classifier_score']:.3f}")
+            if y is not None:   # a conditional run: does each sample show its class, and how good is each class?
+                acc = classifier_accuracy(x, y, clf)
+                fa, fb = features(x, model=clf), features(x_ref, model=clf)
+                per = {c: fid_from_features(fa[(y == k).numpy()], fb[(test.labels == k).numpy()]) for k, c in enumerate(r.classes)
+                       if (y == k).sum() >= 2}
+                res.update(accuracy=acc, fid_per_class={c: v.fid for c, v in per.items()},
+                           fid_per_class_n={c: v.n_a for c, v in per.items()},
+                           fid_per_class_mean=float(np.mean([v.fid for v in per.values()])) if per else None)
+                log(f"guidance w = {guidance:g}: classifier accuracy on the samples {acc:.4f} (each asked for its class; "
+                    f"{n} samples, classes balanced); per-class FID mean {res['fid_per_class_mean']:.2f} "
+                    f"(about {n // len(r.classes)} samples per class vs that class's test images)")
             if floor:   # what FID at this n gives for real images: the best a model can show at this n
                 train = load_data(dcfg, train=True)
                 idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:n]

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from .schedule import NoiseSchedule, extract
 from .posterior import (VAR_TYPES, PARAMETERIZATIONS, check_choice, predict_x0_from_eps, predict_eps_from_x0,
                                 p_mean_variance, predict_eps, split_model_output)
+from .guidance import check_guidance, guided_model
 
 # %% ../nbs/06_sample.ipynb #37f1232b
 def ddpm_step(sched:NoiseSchedule,         # the noise schedule
@@ -91,9 +92,10 @@ class Recorder:
     def __repr__(self): return f"Recorder({len(self.x_t)} steps: {self.ts[:3]}{'...' if len(self.x_t) > 3 else ''})"
 
 # %% ../nbs/06_sample.ipynb #49bc8bac
-def _run(model, x:Tensor, step_fn, ts:list, hook, record, progress, desc:str, var_type:str, model_kw:dict)->Tensor:
-    "The loop both samplers share: call the model at each t in `ts`, step, report to the hook and the progress bar"
+def _run(model, x:Tensor, step_fn, ts:list, hook, record, progress, desc:str, var_type:str, y=None, w:float=0.0)->Tensor:
+    "The loop both samplers share: call the model (guided, with labels y) at each t in `ts`, step, report to the hook and the bar"
     B = x.shape[0]
+    call = model if y is None else guided_model(model, y, w, x.shape[1])
     t_all = torch.tensor(ts, dtype=torch.long).to(x.device)[:, None].expand(-1, B).contiguous()  # [S, B], made once
     was_training = isinstance(model, nn.Module) and model.training
     if was_training: model.eval()
@@ -103,7 +105,7 @@ def _run(model, x:Tensor, step_fn, ts:list, hook, record, progress, desc:str, va
         with torch.inference_mode():
             for i in range(len(ts)):
                 t_b = t_all[i]
-                out = model(x, t_b, **model_kw)
+                out = call(x, t_b)
                 if not isinstance(out, Tensor): raise TypeError(f"model(x_t, t) must return a Tensor, got {type(out).__name__}")
                 split_model_output(out, x, var_type)      # a one-line error for a wrong number of channels
                 x_new, x0 = step_fn(i, x, t_b, out.to(x.dtype))
@@ -129,17 +131,20 @@ def ddpm_sample(model,                       # callable model(x_t [B, ...], t [B
                 record=None,                 # 0-based timesteps at which to call `hook`; None: every step
                 progress=False,              # a tqdm bar over the T steps (or a bar of the caller's, advanced by B per step)
                 parameterization:str='eps',  # what the model predicts: 'eps', 'x0' or 'mu'
+                y:Tensor=None,               # class labels [B] for a class-conditional model (-1: none); None: unconditional
+                w:float=0.0,                 # classifier-free guidance strength (needs y): (1 + w) ε(x, y) - w ε(x)
                )->Tensor:                    # samples x_0 [B, ...] on `device`, in `dtype`
     "Ancestral sampling (Algorithm 2): T steps of p_θ(x_{t-1} | x_t) from x_T ~ N(0, I)"
     T = sched.T if isinstance(sched, NoiseSchedule) else 0
     shape, device, dtype, record = _setup(model, sched, shape, device, dtype, x_T, generator, hook, record, range(T),
                                           var_type, parameterization)
+    w = check_guidance(y, w, shape[0])
     sched = sched.to(device)
     x = _randn(shape, generator, device, dtype) if x_T is None else x_T.to(device, dtype)
     def step(i, x, t_b, out):
         z = _randn(shape, generator, device, dtype) if i < T - 1 else None   # z = 0 at the last step (t = 0)
         return ddpm_step(sched, out, x, t_b, z, var_type, clip_x0, parameterization)
-    return _run(model, x, step, list(range(T - 1, -1, -1)), hook, record, progress, 'ddpm', var_type, {})
+    return _run(model, x, step, list(range(T - 1, -1, -1)), hook, record, progress, 'ddpm', var_type, y, w)
 
 # %% ../nbs/06_sample.ipynb #b5b7d79d
 def ddim_timesteps(T:int,     # number of diffusion steps of the schedule
@@ -190,6 +195,8 @@ def ddim_sample(model,                      # callable model(x_t [B, ...], t [B]
                 progress=False,             # a tqdm bar over the steps (or a bar of the caller's, advanced by B per step)
                 parameterization:str='eps', # what the model predicts: 'eps', 'x0' or 'mu' (turned into ε by `predict_eps`)
                 var_type:str='fixed_small', # only to read a learned-variance output: its first C channels are used
+                y:Tensor=None,              # class labels [B] for a class-conditional model (-1: none); None: unconditional
+                w:float=0.0,                # classifier-free guidance strength (needs y): (1 + w) ε(x, y) - w ε(x)
                )->Tensor:                   # samples x_0 [B, ...] on `device`, in `dtype`
     "DDIM sampling (Song et al. 2021) along `steps` evenly spaced timesteps, with noise level η"
     T = sched.T if isinstance(sched, NoiseSchedule) else 0
@@ -199,6 +206,7 @@ def ddim_sample(model,                      # callable model(x_t [B, ...], t [B]
     if not (eta >= 0 and math.isfinite(eta)): raise ValueError(f"eta must be a finite number >= 0, got {eta}")
     shape, device, dtype, record = _setup(model, sched, shape, device, dtype, x_T, generator, hook, record, set(ts),
                                           var_type, parameterization)
+    w = check_guidance(y, w, shape[0])
     sched = sched.to(device)
     x = _randn(shape, generator, device, dtype) if x_T is None else x_T.to(device, dtype)
     t_prev = torch.tensor(ts[1:] + [-1], dtype=torch.long).to(device)[:, None].expand(-1, shape[0]).contiguous()
@@ -206,7 +214,7 @@ def ddim_sample(model,                      # callable model(x_t [B, ...], t [B]
         eps = predict_eps(sched, out, x, t_b, var_type, parameterization)
         z = _randn(shape, generator, device, dtype) if eta > 0 and i < len(ts) - 1 else None  # σ = 0 at the end
         return ddim_step(sched, eps, x, t_b, t_prev[i], eta, z, clip_x0)
-    return _run(model, x, step, ts, hook, record, progress, f'ddim{len(ts)}', var_type, {})
+    return _run(model, x, step, ts, hook, record, progress, f'ddim{len(ts)}', var_type, y, w)
 
 # %% ../nbs/06_sample.ipynb #0e842438
 def _images_cpu(x, fn:str)->Tensor:
@@ -275,10 +283,13 @@ def generate(model,                       # a trained network, in eval mode, on 
              seed:int=0,                  # seeds one generator for all batches
              bf16:bool=True,              # bf16 autocast on CUDA
              progress:bool=None,          # a bar counting images; None: only when stderr is a terminal
+             y:Tensor=None,               # class labels [n] for a class-conditional model (-1: none); None: unconditional
+             w:float=0.0,                 # classifier-free guidance strength (needs y)
             )->Tensor:                    # float32 [n, C, H, W] in [-1, 1], on the CPU
     "n samples from a model, in batches, reproducible from `seed`"
     check_choice('sampler', sampler, SAMPLERS)
     if n < 1 or batch_size < 1: raise ValueError(f"n and batch_size must be >= 1, got n={n}, batch_size={batch_size}")
+    check_guidance(y, w, n)
     p = next(model.parameters(), None) if isinstance(model, nn.Module) else None
     device = p.device if p is not None else torch.device('cpu')
     g = torch.Generator(device).manual_seed(seed)
@@ -292,7 +303,8 @@ def generate(model,                       # a trained network, in eval mode, on 
          precision(device, bf16):
         for i in range(0, n, batch_size):
             b = (min(batch_size, n - i), *shape)
-            kw = dict(generator=g, progress=bar if progress else False, parameterization=parameterization, var_type=var_type)
+            kw = dict(generator=g, progress=bar if progress else False, parameterization=parameterization, var_type=var_type,
+                      y=None if y is None else y[i:i + batch_size], w=w)
             x = ddim_sample(model, sched, b, steps, eta=eta, **kw) if sampler == 'ddim' else ddpm_sample(model, sched, b, **kw)
             out.append(x.float().cpu())
     return torch.cat(out)

@@ -6,8 +6,8 @@ Docs: https://ddpm-lit.github.io/ddpm_lit/train.html.md"""
 
 # %% auto #0
 __all__ = ['CHOICES', 'RESUMABLE', 'PRESETS', 'CKPT_KIND', 'TrainConfig', 'preset', 'lr_at', 'ema_decay_at', 'ema_update',
-           'TrainingDiverged', 'atomic_save', 'checkpoints', 'load_checkpoint', 'load_data', 'build_model', 'Trainer',
-           'open_run', 'train', 'Run', 'load_run', 'load_model']
+           'TrainingDiverged', 'atomic_save', 'checkpoints', 'load_checkpoint', 'load_data', 'build_model',
+           'data_classes', 'Trainer', 'open_run', 'train', 'Run', 'load_run', 'load_model']
 
 # %% ../nbs/05_train.ipynb #e38fd092
 import copy, json, math, os, signal, threading, time
@@ -23,6 +23,7 @@ from .loss import LOSSES, training_losses
 from .unet import UNet, MODEL_PRESETS
 from .data import IMAGE_DATASETS, ImageData, load_image_data
 from .sample import resolve_device, precision, generate, save_grid
+from .guidance import balanced_labels
 
 # %% ../nbs/05_train.ipynb #14ff5cfa
 @dataclass
@@ -40,6 +41,8 @@ class TrainConfig:
     loss:str = 'simple'            # 'simple' (MSE on the prediction's target), 'vlb' (the bound L) or 'hybrid'
     hybrid_lambda:float = 0.001    # λ of L_hybrid = L_simple + λ L_vlb
     var_type:str = 'fixed_large'   # reverse variance: fixed β_t ('fixed_large'), β̃_t ('fixed_small'), or learned
+    class_cond:bool = False        # condition the network on class labels (for classifier-free guidance); needs labelled data
+    p_uncond:float = 0.1           # with class_cond: the chance a training label is replaced by the null class
     lr:float = 2e-4                # Adam learning rate after warmup
     warmup:int = 5000              # linear learning-rate warmup, in steps
     grad_clip:float = 1.0          # clip the gradient's global norm to this
@@ -70,6 +73,7 @@ class TrainConfig:
                   ('ckpt_every', self.ckpt_every >= 1, ">= 1"), ('log_every', self.log_every >= 1, ">= 1"),
                   ('keep_ckpts', self.keep_ckpts >= 1, ">= 1"), ('n_sample', self.n_sample >= 1, ">= 1"),
                   ('sample_every', self.sample_every >= 0, ">= 0"), ('hybrid_lambda', self.hybrid_lambda >= 0, ">= 0"),
+                  ('p_uncond', 0 <= self.p_uncond <= 1, "in [0, 1]"),
                   ('channels', self.channels is None or self.dataset == 'folder', "unset except for dataset 'folder'")]
         for name, ok, want in checks:
             if not ok: raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r}: expected {want}")
@@ -162,10 +166,17 @@ def load_data(cfg:TrainConfig, train:bool=True)->ImageData:
     kw = dict(channels=cfg.channels) if cfg.dataset == 'folder' else {}
     return load_image_data(cfg.dataset, cfg.data_dir, train=train, image_size=cfg.image_size, **kw)
 
-def build_model(cfg:TrainConfig, in_ch:int)->UNet:
-    "The U-Net of a run: its layout, image size, dropout, and output channels for its variance type"
+def build_model(cfg:TrainConfig, in_ch:int, num_classes:int=None)->UNet:
+    "The U-Net of a run: its layout, image size, dropout, output channels for its variance type, and classes if conditional"
     return UNet.from_preset(cfg.model, in_ch=in_ch, image_size=cfg.image_size, dropout=cfg.dropout,
-                            out_ch=out_channels(in_ch, cfg.var_type))
+                            out_ch=out_channels(in_ch, cfg.var_type), num_classes=num_classes if cfg.class_cond else None)
+
+def data_classes(data:ImageData)->list:
+    "The class names of labelled data (numbers as names when it has labels only), or a one-line error"
+    if getattr(data, 'labels', None) is None:
+        raise ValueError(f"--class-cond needs labelled data, but {data.name!r} has no labels: use fashion_mnist, mnist or "
+                         f"cifar10, or a folder with one sub-folder of images per class")
+    return list(data.classes) if data.classes else [str(k) for k in range(int(data.labels.max()) + 1)]
 
 class Trainer:
     "Runs Algorithm 1 with the paper's recipe; saves, resumes and logs"
@@ -183,7 +194,9 @@ class Trainer:
         if self.device.type == 'cuda': self.data.to(self.device)   # small datasets live on the GPU
         torch.manual_seed(cfg.seed)
         self.in_ch = self.data.shape[0]
-        self.model = (model if model is not None else build_model(cfg, self.in_ch)).to(self.device)
+        self.classes = data_classes(self.data) if cfg.class_cond else None
+        self.model = (model if model is not None else
+                      build_model(cfg, self.in_ch, len(self.classes) if self.classes else None)).to(self.device)
         self.model_args = self.model.config if isinstance(self.model, UNet) else None   # what load_run rebuilds it from
         if cfg.channels_last: self.model = self.model.to(memory_format=torch.channels_last)
         self.ema = copy.deepcopy(self.model).requires_grad_(False).eval()
@@ -195,6 +208,7 @@ class Trainer:
     # ---- state ----
     def state_dict(self)->dict:
         return dict(kind=CKPT_KIND, step=self.step, config=asdict(self.cfg), in_ch=self.in_ch, model_args=self.model_args,
+                    classes=self.classes,
                     model=self.model.state_dict(), ema=self.ema.state_dict(), opt=self.opt.state_dict(),
                     rng_cpu=torch.get_rng_state(),
                     rng_cuda=torch.cuda.get_rng_state(self.device) if self.device.type == 'cuda' else torch.zeros(0, dtype=torch.uint8))
@@ -232,13 +246,16 @@ class Trainer:
         return tr
 
     # ---- one step ----
-    def train_step(self, x0:Tensor):
+    def train_step(self, x0:Tensor, # the images of this step [B, C, H, W]
+                   y:Tensor=None,   # their labels [B] for a class-conditional run (-1: none), after label dropout
+                  ):
         "One optimizer step on the batch x0; returns (loss, grad norm) as tensors, without a host sync"
         cfg = self.cfg
         for g in self.opt.param_groups: g['lr'] = lr_at(cfg, self.step)
+        kw = {} if y is None else dict(y=y)
         with precision(self.device, cfg.bf16):
             loss = training_losses(self.fwd, self.sched, x0, loss=cfg.loss, parameterization=cfg.parameterization,
-                                   var_type=cfg.var_type, hybrid_lambda=cfg.hybrid_lambda)['loss'].mean()
+                                   var_type=cfg.var_type, hybrid_lambda=cfg.hybrid_lambda, **kw)['loss'].mean()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         gn = nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip, foreach=True)
@@ -251,6 +268,15 @@ class Trainer:
         "The batch of the current step (a pure function of seed and step)"
         x = self.data.batch(self.step, self.cfg.batch_size, self.cfg.seed, device=self.device)
         return x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else x
+
+    def labels(self)->Tensor:
+        "The labels of the current step's batch with label dropout (each -1 with chance p_uncond): a pure function of seed and step"
+        cfg = self.cfg
+        if not cfg.class_cond: return None
+        y = self.data.labels[self.data.indices(self.step, cfg.batch_size, cfg.seed)]
+        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.step)
+        drop = torch.rand(len(y), generator=g) < cfg.p_uncond
+        return torch.where(drop, -1, y).to(self.device)
 
     # ---- the loop ----
     def _log(self, rec:dict):
@@ -269,9 +295,10 @@ class Trainer:
     def sample_grid(self, path:Path=None, n:int=None, steps:int=None)->Path:
         "Sample the EMA model (DDIM with `steps` steps, or ancestral if None) and save a PNG grid"
         n = n or self.cfg.n_sample
+        y = balanced_labels(n, len(self.classes)) if self.classes else None   # a conditional run: classes in turn
         x = generate(self.ema, self.sched, n, self.data.shape, 'ddim' if steps else 'ddpm', steps or 50,
                      var_type=self.cfg.var_type, parameterization=self.cfg.parameterization, seed=self.cfg.seed,
-                     bf16=self.cfg.bf16, progress=False)
+                     bf16=self.cfg.bf16, progress=False, y=y)
         return save_grid(x, path or self.run_dir / 'samples' / f"step_{self.step:08d}.png", nrow=int(math.sqrt(n)) or 1)
 
     def _on_signal(self, signum, frame): self._stop = signal.Signals(signum).name
@@ -287,7 +314,7 @@ class Trainer:
         last_good = self.step
         try:
             while self.step < total and self._stop is None:
-                loss, gn = self.train_step(self.batch())
+                loss, gn = self.train_step(self.batch(), self.labels())
                 run_loss += loss; run_n += 1
                 at_log, at_ckpt = self.step % cfg.log_every == 0, self.step % cfg.ckpt_every == 0 or self.step == total
                 if at_log or at_ckpt:
@@ -353,6 +380,7 @@ class Run:
     cfg:TrainConfig        # the run's configuration
     step:int               # the training step of the checkpoint
     path:Path              # the checkpoint file
+    classes:list = None    # a class-conditional run's class names (label k is classes[k]); None: unconditional
     @property
     def shape(self)->tuple: return (self.model.in_ch, self.model.image_size, self.model.image_size)  # one image (C, H, W)
     @property
@@ -369,7 +397,7 @@ def load_run(path:str,          # a run directory (its latest checkpoint) or a c
     model = UNet(**ck['model_args']) if ck.get('model_args') else build_model(cfg, ck['in_ch'])
     model.load_state_dict(ck['ema' if ema else 'model'])
     return Run(model.to(resolve_device(device)).eval(), NoiseSchedule.from_name(cfg.schedule, cfg.T), cfg,
-               int(ck['step']), Path(ck['path']))
+               int(ck['step']), Path(ck['path']), ck.get('classes'))
 
 def load_model(path:str, ema:bool=True, device='cpu')->tuple:
     "(model, schedule, config) of a trained run: `load_run` as a tuple"

@@ -169,7 +169,7 @@ MODEL_PRESETS = {
 
 # %% ../nbs/03_unet.ipynb #121c79a7
 class UNet(nn.Module):
-    "The DDPM ε-network: a U-Net with timestep-conditioned residual blocks and self-attention; `model(x_t, t) -> ε`"
+    "The DDPM ε-network: a U-Net with timestep-conditioned residual blocks and self-attention; `model(x_t, t, y=None) -> ε`"
     def __init__(self,
                  in_ch:int=3,                  # channels of x_t (3 for RGB, 1 for grey)
                  out_ch:int=None,              # channels of the output, in_ch if None (2*in_ch for learned variances)
@@ -183,6 +183,7 @@ class UNet(nn.Module):
                  mid_attn:bool=True,           # self-attention in the middle block, as in the paper
                  norm_eps:float=1e-5,          # eps of every GroupNorm: torch's default; 1e-6 in the paper's TensorFlow code
                  tf_padding:bool=False,        # Downsample pads 0 before and 1 after (TensorFlow 'SAME', the paper's code), not 1 on every side
+                 num_classes:int=None,         # K: a class-conditional network (a learned embedding per class plus a null class); None: unconditional
                 ):
         super().__init__()
         out_ch = in_ch if out_ch is None else out_ch
@@ -205,14 +206,20 @@ class UNet(nn.Module):
         if isinstance(norm_eps, bool) or not isinstance(norm_eps, (int, float)) or not norm_eps > 0:
             raise ValueError(f"UNet: norm_eps must be a positive number, got {norm_eps!r}")
         if not isinstance(tf_padding, bool): raise ValueError(f"UNet: tf_padding must be True or False, got {tf_padding!r}")
+        if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1):
+            raise ValueError(f"UNet: num_classes must be a positive integer or None, got {num_classes!r}")
         self.config = dict(in_ch=in_ch, out_ch=out_ch, ch=ch, ch_mult=ch_mult, num_res_blocks=num_res_blocks,
                            attn_resolutions=attn_resolutions, dropout=dropout, image_size=image_size,
                            num_groups=num_groups, mid_attn=mid_attn, norm_eps=float(norm_eps), tf_padding=tf_padding)
-        self.in_ch, self.out_ch, self.ch, self.image_size = in_ch, out_ch, ch, image_size
+        if num_classes is not None: self.config['num_classes'] = num_classes   # unconditional configs stay as before
+        self.in_ch, self.out_ch, self.ch, self.image_size, self.num_classes = in_ch, out_ch, ch, image_size, num_classes
         G, eps, tdim = num_groups, float(norm_eps), 4 * ch
         attn = lambda c, r: AttnBlock(c, G, eps) if r in attn_resolutions else nn.Identity()
 
         self.time_embed = TimeEmbedding(ch, tdim)
+        # row k < K embeds class k, row K is the learned null class ("no label"); N(0, 1) at init (torch's and
+        # diffusers' default), the scale of the time embedding, so the label is heard from the first step
+        self.class_embed = nn.Embedding(num_classes + 1, tdim) if num_classes else None
         self.conv_in = conv3x3(in_ch, ch)
         skips, c = [ch], ch                                   # channels of every stored skip, in push order
         self.down = nn.ModuleList()
@@ -239,6 +246,7 @@ class UNet(nn.Module):
 
     def forward(self, x:Tensor,  # noisy images x_t [B, in_ch, image_size, image_size]
                 t:Tensor,        # 0-based timesteps [B] (LongTensor); a float tensor is embedded as continuous time
+                y:Tensor=None,   # class labels [B] (LongTensor) in 0..K-1, -1 for "no label"; None: no labels (needs num_classes)
                )->Tensor:        # ε prediction [B, out_ch, image_size, image_size] (same shape as x when out_ch = in_ch)
         "Predict the noise in `x` at timesteps `t`"
         if x.ndim != 4: raise ValueError(f"UNet: x must be [B, C, H, W], got shape {tuple(x.shape)}")
@@ -253,6 +261,8 @@ class UNet(nn.Module):
         if t.ndim != 1 or t.shape[0] != x.shape[0]:
             raise ValueError(f"UNet: t must have shape [B] with B = x.shape[0] = {x.shape[0]}, got {tuple(t.shape)}")
         emb = self.time_embed(t.to(x.device), dtype=x.dtype)
+        if self.class_embed is not None: emb = emb + self.class_embed(self.class_index(y, x.shape[0], x.device)).to(emb.dtype)
+        elif y is not None: raise ValueError("UNet: y (class labels) given, but this network is unconditional (num_classes=None)")
         h = self.conv_in(x)
         hs = [h]
         for lvl in self.down:
@@ -266,6 +276,22 @@ class UNet(nn.Module):
                 h = attn(res(torch.cat([h, hs.pop()], dim=1), emb))
             if lvl.resample is not None: h = lvl.resample(h)
         return self.out(h)
+
+    def class_index(self, y:Tensor, # labels [B] in 0..K-1, -1 for none; or None (all none)
+                    B:int,           # the batch size
+                    device,          # where the embedding lives
+                   )->Tensor:        # rows of class_embed [B]: y, with -1 (and None) mapped to the null row K
+        "Check class labels and map 'no label' to the null class"
+        K = self.num_classes
+        if y is None: return torch.full((B,), K, dtype=torch.long, device=device)
+        if not isinstance(y, Tensor) or y.dtype.is_floating_point or y.dtype == torch.bool or y.is_complex():
+            raise TypeError(f"UNet: y must be an integer tensor of class labels, got {type(y).__name__}"
+                            + (f" of dtype {y.dtype}" if isinstance(y, Tensor) else ""))
+        if y.shape != (B,): raise ValueError(f"UNet: y must have shape [B] with B = x.shape[0] = {B}, got {tuple(y.shape)}")
+        if B and (y.min() < -1 or y.max() >= K):
+            raise ValueError(f"UNet: y must hold class labels in 0..{K - 1} (or -1 for none), got values in "
+                             f"{int(y.min())}..{int(y.max())}")
+        return torch.where(y < 0, K, y).to(device)
 
     @classmethod
     def from_preset(cls, name:str,     # a key of MODEL_PRESETS: 'paper', 'small', 'mini' or 'tiny'
