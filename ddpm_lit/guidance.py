@@ -8,7 +8,7 @@ Docs: https://ddpm-lit.github.io/ddpm_lit/guidance.html.md"""
 __all__ = ['guided_eps', 'check_guidance', 'guided_model', 'balanced_labels', 'parse_class', 'exact_class_eps_model',
            'tilted_density']
 
-# %% ../nbs/07a_guidance.ipynb #c5f4e5b2
+# %% ../nbs/07a_guidance.ipynb #696e74b0
 import math
 import torch
 from torch import Tensor
@@ -16,7 +16,7 @@ from torch import Tensor
 from .schedule import NoiseSchedule
 from .score import GaussianMixture, score_to_eps
 
-# %% ../nbs/07a_guidance.ipynb #6c60afa0
+# %% ../nbs/07a_guidance.ipynb #39c7352d
 def guided_eps(eps_cond:Tensor,   # ε_θ(x_t, t, c): the conditional prediction [B, ...]
                eps_uncond:Tensor, # ε_θ(x_t, t): the unconditional (null-class) prediction [B, ...]
                w:float,           # guidance strength w >= 0 (Ho & Salimans); 0 is plain conditional sampling
@@ -76,7 +76,7 @@ def parse_class(spec:str,     # what the user typed after --class: an index, a c
     if s.lower() in names: return names.index(s.lower())
     raise ValueError(f"--class: expected a label in 0..{len(classes) - 1}, a class name ({', '.join(classes)}) or 'all', got {s!r}")
 
-# %% ../nbs/07a_guidance.ipynb #803b1ebe
+# %% ../nbs/07a_guidance.ipynb #0879a643
 def exact_class_eps_model(mixture:GaussianMixture, # the data: class k is component k (K classes)
                           sched:NoiseSchedule,     # the noise schedule
                          ):                        # model(x_t [B, D], t [B], y=None) -> ε* [B, D]
