@@ -13,7 +13,7 @@ from ddpm_lit.sample import ddpm_sample, ddim_sample, Recorder, to_uint8
 from ddpm_lit.train import load_run, load_data, checkpoints
 
 TRAIN = "ddpm-lit train --preset demo --steps 800 --lr 2e-3 --warmup 50 --ckpt-every 200 --keep-ckpts 100 --out {run}"
-PARTS = ('rd', 'progressive', 'latents', 'interp', 'ddim')
+PARTS = ('rd', 'baseline', 'progressive', 'latents', 'interp', 'ddim')
 u8 = lambda x: to_uint8(x).numpy()[..., 0] if x.shape[-3] == 1 else to_uint8(x).numpy()   # [..., H, W] for one channel
 
 def rd_part(r, test, a, out):
@@ -35,6 +35,16 @@ def rd_part(r, test, a, out):
     return dict(n=n, test_indices=f"0..{n - 1}", seconds=round(sec, 1), total_bpd=rd['total_bpd'].mean().item(),
                 total_se=(rd['total_bpd'].std() / math.sqrt(n)).item(), decoder_bpd=rd['decoder_bpd'].mean().item(),
                 rate_bpd=rd['rate_bpd'][:, 0].mean().item(), rows=rows)
+
+def baseline_part(r, test, a, out):
+    "The distortion of the best constant guess: RMSE on [0, 255] of the training-set mean image to the rd part's test images"
+    t0 = time.time(); train = load_data(r.cfg, train=True); n = len(train); s = 0
+    for i in range(0, n, 5000): s = s + train.to_float(train.images_at(torch.arange(i, min(i + 5000, n)))).double().sum(0)
+    mean = s / n
+    x0 = test.to_float(test.images_at(torch.arange(a.n_rd))).double()
+    e = 127.5 * ((x0 - mean) ** 2).mean((1, 2, 3)).sqrt()
+    return dict(n=a.n_rd, test_indices=f"0..{a.n_rd - 1}", train_images=n, mean_image_rmse=e.mean().item(),
+                mean_image_rmse_se=(e.std() / math.sqrt(len(e))).item(), seconds=round(time.time() - t0, 1))
 
 REC_T = [999, 899, 799, 699, 599, 499, 399, 299, 199, 99, 0]
 
