@@ -2,7 +2,7 @@
 samples sharing x_t (Fig. 7), interpolation through q and through DDIM inversion (Fig. 8), DDIM reconstruction error vs steps.
 Writes small .npz/.json files into --out (default results/progressive), one pair per part.
 
-Usage: .venv/bin/python tools/progressive.py [RUN] [--out results/progressive] [--parts rd,progressive,latents,interp,ddim]
+Usage: .venv/bin/python tools/progressive.py [RUN] [--out results/progressive] [--parts rd,baseline,progressive,latents,interp,ddim]
 RUN (default runs/progressive) is trained first, if it has no checkpoint, with the command in TRAIN below.
 """
 import argparse, json, math, subprocess, sys, time
