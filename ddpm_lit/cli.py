@@ -22,6 +22,7 @@ from .metrics import evaluate
 from .guidance import parse_class
 from .inpaint import read_image, read_mask, repaint_sample
 from .interop import export_diffusers, import_diffusers, need_diffusers
+from .distributed import dist_env, init_distributed, close_distributed, generate_sharded
 
 # %% ../nbs/09_cli.ipynb #a99d5574
 class CliError(Exception):
@@ -77,6 +78,10 @@ def _train_parser(sub):
 def cmd_train(a):
     "Run `ddpm-lit train`"
     given = {f.name: getattr(a, f.name) for f in dataclasses.fields(TrainConfig) if getattr(a, f.name) is not None}
+    env = dist_env()
+    if env.restart and not a.resume and checkpoints(a.out):   # torchrun --max-restarts restarted the group: continue the run
+        a.resume = True
+        if env.main: print(f"torchrun restart {env.restart}: resuming {a.out} from {checkpoints(a.out)[-1].name}", file=sys.stderr)
     try: tr = open_run(a.out, None if a.resume else preset(a.preset, **given), a.resume, **(given if a.resume else {}))
     except ValueError as e:
         msg = str(e)
@@ -85,18 +90,21 @@ def cmd_train(a):
                            .replace('TrainConfig: ', ''))
         raise
     n_params = sum(p.numel() for p in tr.model.parameters())
-    print(f"training {tr.cfg.model} U-Net ({n_params / 1e6:.2f}M parameters) on {tr.data} with {tr.device}; "
-          f"step {tr.step} -> {tr.cfg.steps}; run directory {a.out}", file=sys.stderr)
+    procs = f" x {env.world_size} processes (global batch {tr.cfg.batch_size})" if env.active else ''
+    if env.main: print(f"training {tr.cfg.model} U-Net ({n_params / 1e6:.2f}M parameters) on {tr.data} with {tr.device}{procs}; "
+                       f"step {tr.step} -> {tr.cfg.steps}; run directory {a.out}", file=sys.stderr)
     t0 = time.time()
-    tr.fit(progress=not a.no_progress)
-    print(f"done: step {tr.step} in {time.time() - t0:.0f}s; checkpoint {checkpoints(a.out)[-1]}; metrics {Path(a.out) / 'metrics.jsonl'}")
+    try: tr.fit(progress=not a.no_progress)
+    finally: close_distributed()
+    if env.main: print(f"done: step {tr.step} in {time.time() - t0:.0f}s; checkpoint {checkpoints(a.out)[-1]}; metrics {Path(a.out) / 'metrics.jsonl'}")
 
 # %% ../nbs/09_cli.ipynb #393e9e04
 def _sampling_flags(p, n_default:int):
     "The options `sample` and `evaluate` share"
     p.add_argument('run', help='a run directory (its latest checkpoint) or a checkpoint file')
-    p.add_argument('--n', type=_number(int, 1 if n_default == 64 else 0), default=n_default,
-                   help=f'number of images (default {n_default})' + ('' if n_default == 64 else '; 0: skip FID'))
+    p.add_argument('-n', '--n', type=_number(int, 1 if n_default == 64 else 0), default=n_default,
+                   help=f'number of images (default {n_default})' + ('' if n_default == 64 else '; 0: skip FID') +
+                        " (under torchrun write -n, or put -- after ddpm_lit: torchrun takes --n for its --nnodes)")
     p.add_argument('--sampler', choices=list(SAMPLERS), default='ddpm', help='ancestral (Algorithm 2, T steps) or DDIM')
     p.add_argument('--steps', type=_number(int, 1), default=50, help='DDIM steps (default 50)')
     p.add_argument('--eta', type=_number(float, 0), default=0.0, help='DDIM eta (default 0: deterministic)')
@@ -125,7 +133,8 @@ def _progress(a): return False if a.no_progress else None     # None: a bar when
 
 def cmd_sample(a):
     "Run `ddpm-lit sample`"
-    r = load_run(a.run, ema=not a.no_ema, device=resolve_device(a.device))
+    env = dist_env()
+    r = load_run(a.run, ema=not a.no_ema, device=init_distributed(a.device, env))   # under torchrun: this process's GPU
     k = None if a.cls is None else parse_class(a.cls, r.classes)
     if a.guidance and k is None: raise CliError("--guidance needs --class (guidance pushes samples towards a class)")
     n, nrow = a.n, max(1, int(math.sqrt(a.n)))
@@ -134,8 +143,14 @@ def cmd_sample(a):
         y = torch.arange(len(r.classes)).repeat_interleave(nrow)           # one row per class
     else: y = None if k is None else torch.full((n,), k)
     t0 = time.time()
-    x = generate(r.model, r.sched, n, r.shape, a.sampler, a.steps, a.eta, a.var_type or r.cfg.var_type,
-                 r.cfg.parameterization, a.batch_size, a.seed, r.cfg.bf16, _progress(a), y=y, w=a.guidance)
+    args = (r.model, r.sched, n, r.shape, a.sampler, a.steps, a.eta, a.var_type or r.cfg.var_type, r.cfg.parameterization,
+            a.batch_size, a.seed, r.cfg.bf16)
+    if env.torchrun:   # chunks dealt out to the processes, chunk k seeded by (seed, k); rank 0 gathers and writes
+        try: u = generate_sharded(*args, y=y, w=a.guidance, env=env, progress=_progress(a) is not False and sys.stderr.isatty())
+        finally: close_distributed()
+        if not env.main: return
+        x = u.movedim(-1, 1).float() * (2 / 255) - 1           # the npz's uint8 images, back in [-1, 1] for the grid
+    else: x = generate(*args, _progress(a), y=y, w=a.guidance)
     dt = time.time() - t0
     out = a.out or (None if a.npz else str(r.run_dir / 'samples.png'))
     if out:
@@ -143,10 +158,11 @@ def cmd_sample(a):
         print(f"wrote {out}")
     if a.npz:
         Path(a.npz).parent.mkdir(parents=True, exist_ok=True)
-        np.savez(a.npz, arr_0=to_uint8(x).numpy())
+        np.savez(a.npz, arr_0=(u if env.torchrun else to_uint8(x)).numpy())
         print(f"wrote {a.npz} ({n} uint8 images)")
     what = f"DDIM {a.steps} steps, eta={a.eta}" if a.sampler == 'ddim' else f"ancestral {r.sched.T} steps"
     if k is not None: what += f"; class {'all, one row each' if k == 'all' else repr(r.classes[k])}, guidance w={a.guidance:g}"
+    if env.torchrun: what += f"; {env.world_size} processes, chunks of {a.batch_size} seeded by (seed, chunk)"
     print(f"{n} samples ({what}) in {dt:.1f}s: {n / dt:.2f} images/s")
 
 def _evaluate_parser(sub):

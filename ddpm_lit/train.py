@@ -24,6 +24,8 @@ from .unet import UNet, MODEL_PRESETS
 from .data import IMAGE_DATASETS, ImageData, load_image_data
 from .sample import resolve_device, precision, generate, save_grid
 from .guidance import balanced_labels
+from .distributed import (dist_env, init_distributed, check_global_batch, wrap_ddp, derive_seed, shard,
+                                  local_batch, mean_and_any, barrier)
 
 # %% ../nbs/05_train.ipynb #14ff5cfa
 @dataclass
@@ -187,7 +189,9 @@ class Trainer:
                  model:nn.Module=None,  # a network of your own, model(x_t, t) -> output; the cfg.model U-Net if None
                 ):
         self.cfg, self.run_dir = cfg, Path(run_dir)
-        self.device = resolve_device(cfg.device)
+        self.env = dist_env()                            # under torchrun: this process's rank among world_size (chapter 14)
+        check_global_batch(cfg.batch_size, self.env.world_size)
+        self.device = init_distributed(cfg.device, self.env)   # joins the process group when world_size > 1
         self.data = data if data is not None else load_data(cfg)
         if self.data.image_size != cfg.image_size:
             raise ValueError(f"data image_size {self.data.image_size} differs from cfg.image_size {cfg.image_size}")
@@ -202,7 +206,8 @@ class Trainer:
         self.ema = copy.deepcopy(self.model).requires_grad_(False).eval()
         self.sched = NoiseSchedule.from_name(cfg.schedule, cfg.T).to(self.device)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, fused=self.device.type == 'cuda')
-        self.fwd = torch.compile(self.model) if cfg.compile else self.model
+        net = wrap_ddp(self.model, self.device, self.env)   # DDP averages the gradients; the EMA reads self.model
+        self.fwd = torch.compile(net) if cfg.compile else net
         self.step, self._stop = 0, None
 
     # ---- state ----
@@ -222,8 +227,10 @@ class Trainer:
     def save(self)->Path:
         "Write a checkpoint of the current step atomically and prune old ones"
         path = self.run_dir / 'checkpoints' / f"step_{self.step:08d}.pt"
-        atomic_save(self.state_dict(), path)
-        for old in checkpoints(self.run_dir)[:-self.cfg.keep_ckpts]: old.unlink(missing_ok=True)
+        if self.env.main:                # every process holds the same state; rank 0 writes it
+            atomic_save(self.state_dict(), path)
+            for old in checkpoints(self.run_dir)[:-self.cfg.keep_ckpts]: old.unlink(missing_ok=True)
+        barrier(self.env)                # no process runs ahead of a checkpoint
         return path
 
     @classmethod
@@ -242,7 +249,7 @@ class Trainer:
         net = UNet(**ck['model_args']) if ck.get('model_args') else None    # the exact network, not the preset's default
         tr = cls(cfg, run_dir, data, model=net)
         tr.load_state_dict(ck)
-        tr._trim_log()
+        if tr.env.main: tr._trim_log()
         return tr
 
     # ---- one step ----
@@ -251,6 +258,7 @@ class Trainer:
                   ):
         "One optimizer step on the batch x0; returns (loss, grad norm) as tensors, without a host sync"
         cfg = self.cfg
+        if self.env.active: torch.manual_seed(derive_seed(cfg.seed, self.env.rank, self.step))   # this rank's t, ε, dropout
         for g in self.opt.param_groups: g['lr'] = lr_at(cfg, self.step)
         kw = {} if y is None else dict(y=y)
         with precision(self.device, cfg.bf16):
@@ -265,8 +273,8 @@ class Trainer:
         return loss.detach(), gn.detach()
 
     def batch(self)->Tensor:
-        "The batch of the current step (a pure function of seed and step)"
-        x = self.data.batch(self.step, self.cfg.batch_size, self.cfg.seed, device=self.device)
+        "The batch of the current step (a pure function of seed and step); under DDP, this process's part of it"
+        x = local_batch(self.data, self.step, self.cfg.batch_size, self.cfg.seed, self.env.rank, self.env.world_size, self.device)
         return x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else x
 
     def labels(self)->Tensor:
@@ -276,10 +284,12 @@ class Trainer:
         y = self.data.labels[self.data.indices(self.step, cfg.batch_size, cfg.seed)]
         g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.step)
         drop = torch.rand(len(y), generator=g) < cfg.p_uncond
-        return torch.where(drop, -1, y).to(self.device)
+        y = torch.where(drop, -1, y)
+        return y[shard(len(y), self.env.rank, self.env.world_size)].to(self.device)
 
     # ---- the loop ----
     def _log(self, rec:dict):
+        if not self.env.main: return
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with open(self.run_dir / 'metrics.jsonl', 'a') as f: f.write(json.dumps(rec) + '\n')
 
@@ -309,16 +319,17 @@ class Trainer:
         handlers = {}
         if threading.current_thread() is threading.main_thread():   # signal handlers only work there
             for s in (signal.SIGINT, signal.SIGTERM): handlers[s] = signal.signal(s, self._on_signal)
-        bar = tqdm(total=total, initial=self.step, disable=not progress, dynamic_ncols=True, desc='train')
+        bar = tqdm(total=total, initial=self.step, disable=not progress or not self.env.main, dynamic_ncols=True, desc='train')
         run_loss, run_n, t0, n0 = torch.zeros((), device=self.device), 0, time.perf_counter(), self.step
-        last_good = self.step
+        last_good, stop = self.step, self._stop is not None and not self.env.active
         try:
-            while self.step < total and self._stop is None:
+            while self.step < total and not stop:
                 loss, gn = self.train_step(self.batch(), self.labels())
                 run_loss += loss; run_n += 1
                 at_log, at_ckpt = self.step % cfg.log_every == 0, self.step % cfg.ckpt_every == 0 or self.step == total
                 if at_log or at_ckpt:
-                    mean_loss = (run_loss / run_n).item()               # the only host sync: once per log interval
+                    # the only host sync, once per log interval; under DDP the mean over processes, and whether any was signalled
+                    mean_loss, stop_any = mean_and_any(run_loss / run_n, self._stop is not None, self.env)
                     if not math.isfinite(mean_loss):
                         raise TrainingDiverged(f"loss became {mean_loss} between steps {self.step - run_n} and {self.step}; "
                                                f"stopped without saving. The last good checkpoint (step {last_good}) is in "
@@ -332,12 +343,15 @@ class Trainer:
                     bar.update(self.step - bar.n)
                     run_loss.zero_(); run_n = 0; t0, n0 = time.perf_counter(), self.step
                     if at_ckpt: self.save(); last_good = self.step
-                if cfg.sample_every and self.step % cfg.sample_every == 0: self.sample_grid(steps=50)
-            if self._stop is not None:
+                    if self.env.active: stop = stop_any            # processes stop together, at a log line
+                if cfg.sample_every and self.step % cfg.sample_every == 0 and self.env.main: self.sample_grid(steps=50)
+                if not self.env.active: stop = self._stop is not None
+            if stop:
                 # finish cleanly: check the pending loss, then save where we are
                 if run_n and not math.isfinite((run_loss / run_n).item()):
                     raise TrainingDiverged(f"loss became non-finite before step {self.step}; last good checkpoint: step {last_good}")
-                self.save(); bar.write(f"{self._stop}: saved a checkpoint at step {self.step}; continue with --resume")
+                self.save()
+                if self.env.main: bar.write(f"{self._stop or 'a signal to another process'}: saved a checkpoint at step {self.step}; continue with --resume")
         finally:
             bar.close()
             for s, h in handlers.items(): signal.signal(s, h)
@@ -358,8 +372,10 @@ def open_run(run_dir:str,            # the run directory
         if has: raise FileExistsError(f"{run_dir} already has checkpoints: add --resume (resume=True) to continue it, or choose another directory")
         if cfg is None: raise ValueError("open_run: a new run needs a TrainConfig (cfg=...)")
         tr = Trainer(replace(cfg, **changes), run_dir, data)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / 'config.json').write_text(json.dumps(asdict(tr.cfg), indent=1))   # on resume: with the new steps etc.
+        if tr.env.main: tr._trim_log()   # no checkpoint, so no step is kept: drop the lines of an attempt that died before one
+    if tr.env.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / 'config.json').write_text(json.dumps(asdict(tr.cfg), indent=1))   # on resume: with the new steps etc.
     return tr
 
 def train(cfg:TrainConfig,        # the configuration (see `preset`)
