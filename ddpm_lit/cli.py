@@ -177,6 +177,8 @@ def _evaluate_parser(sub):
     p.add_argument('--data-dir', help='where the dataset is (default: where the run found it)')
     p.add_argument('--json', help='where to write the results (default: RUN/eval.json)')
     p.add_argument('--no-floor', action='store_true', help='skip the real-data floor (FID of n training images vs the test set)')
+    p.add_argument('--samples', metavar='NPZ', help='FID of the images in this .npz (uint8 [N, H, W, C] under arr_0, as sample '
+                                                   '--npz writes, e.g. under torchrun) instead of sampling here; n is N')
     p.set_defaults(func=cmd_evaluate)
 
 def cmd_evaluate(a):
@@ -184,7 +186,7 @@ def cmd_evaluate(a):
     res = evaluate(a.run, n=a.n, sampler=a.sampler, steps=a.steps, eta=a.eta, var_type=a.var_type, batch_size=a.batch_size,
                    seed=a.seed, device=a.device, bpd_n=a.bpd_n, bpd_batch_size=a.bpd_batch_size, inception=a.inception,
                    ema=not a.no_ema, data_dir=a.data_dir, npz=a.npz, floor=not a.no_floor, progress=_progress(a),
-                   guidance=a.guidance)
+                   guidance=a.guidance, samples=a.samples)
     run = Path(a.run)
     out = Path(a.json) if a.json else (run if run.is_dir() else run.parent.parent) / 'eval.json'
     out.parent.mkdir(parents=True, exist_ok=True)

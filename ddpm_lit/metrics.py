@@ -301,6 +301,7 @@ def evaluate(run:str,                 # a run directory (its latest checkpoint) 
              floor:bool=True,         # also the real-data floor: FID of n training images against the same test set
              progress:bool=None,      # progress bars for sampling, features and bits/dim; None: when stderr is a terminal
              guidance:float=0.0,      # a class-conditional run: classifier-free guidance w of the samples (0: conditional)
+             samples:str=None,        # read the samples from this .npz (uint8 [N, H, W, C] under arr_0, as `sample --npz` writes, e.g. under torchrun) instead of sampling; n = N
              log=print,               # where the summary lines go
             )->dict:                  # everything written to eval.json
     "FID and bits/dim of a trained model, with the settings that produced them"
@@ -311,7 +312,17 @@ def evaluate(run:str,                 # a run directory (its latest checkpoint) 
     cfg, sched = r.cfg, r.sched
     if guidance and not r.classes:
         raise ValueError(f"--guidance needs a class-conditional run (trained with --class-cond); {r.path} is unconditional")
-    y = balanced_labels(n, len(r.classes)) if r.classes and n else None   # classes in equal numbers
+    if samples is not None:
+        p = Path(samples)
+        if not p.is_file(): raise FileNotFoundError(f"--samples: {p} not found")
+        try: arr = np.load(p)['arr_0']
+        except Exception as e: raise ValueError(f"--samples: {p} is not an .npz with images under arr_0 ({type(e).__name__})") from None
+        C, H, W = r.shape
+        if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[1:] != (H, W, C) or len(arr) < 2:
+            raise ValueError(f"--samples: expected at least 2 uint8 images [N, {H}, {W}, {C}] (this run's images), "
+                             f"got {arr.dtype} {tuple(arr.shape)} in {p}")
+        n = len(arr)
+    y = balanced_labels(n, len(r.classes)) if r.classes and n and samples is None else None   # classes in equal numbers
     if cfg.dataset != 'fashion_mnist' and not inception and n:
         raise ValueError(f"the FID classifier is for Fashion-MNIST, but this run was trained on {cfg.dataset!r}: "
                          f"pass --inception (Inception FID, needs torchmetrics and its weights) or --n 0")
@@ -327,11 +338,15 @@ def evaluate(run:str,                 # a run directory (its latest checkpoint) 
         x_ref = real(test, torch.arange(len(test)))
         t0 = time.time()
         vt = var_type or cfg.var_type
-        x = generate(r.model, sched, n, r.shape, sampler, steps, eta, vt, cfg.parameterization, batch_size, seed,
-                     cfg.bf16, progress, y=y, w=guidance)
+        if samples is not None:              # made elsewhere (e.g. by `torchrun ... sample`): their settings are not known here
+            x = torch.from_numpy(arr).permute(0, 3, 1, 2).float() * (2 / 255) - 1
+            res.update(samples_from=str(samples), n=n)
+        else:
+            x = generate(r.model, sched, n, r.shape, sampler, steps, eta, vt, cfg.parameterization, batch_size, seed,
+                         cfg.bf16, progress, y=y, w=guidance)
+            res.update(sampler=sampler, steps=steps if sampler == 'ddim' else sched.T, eta=eta if sampler == 'ddim' else None,
+                       var_type=None if sampler == 'ddim' else vt, n=n, sample_time_s=round(time.time() - t0, 1))
         if y is not None: res.update(class_cond=True, guidance=guidance, classes=r.classes)
-        res.update(sampler=sampler, steps=steps if sampler == 'ddim' else sched.T, eta=eta if sampler == 'ddim' else None,
-                   var_type=None if sampler == 'ddim' else vt, n=n, sample_time_s=round(time.time() - t0, 1))
         if npz:
             Path(npz).parent.mkdir(parents=True, exist_ok=True)
             np.savez(npz, arr_0=to_uint8(x).numpy()); res['samples_npz'] = str(npz)
@@ -340,8 +355,9 @@ def evaluate(run:str,                 # a run directory (its latest checkpoint) 
             f = fid(x, x_ref, model=clf, progress=progress)
             res.update(fid=f.fid, fid_n=f.n_a, fid_ref_n=f.n_b, classifier_score=classifier_score(x, clf),
                        fid_features=f"penultimate layer ({clf.feature_dim}-d) of the shipped Fashion-MNIST classifier")
-            log(f"FID {f.fid:.4f}  (classifier features; n = {f.n_a} samples vs {f.n_b} test images; "
-                f"{'DDIM ' + str(steps) if sampler == 'ddim' else 'ancestral ' + str(sched.T)} steps, seed {seed}, step {r.step}); "
+            how = (f"samples from {samples}" if samples is not None else
+                   f"{'DDIM ' + str(steps) if sampler == 'ddim' else 'ancestral ' + str(sched.T)} steps, seed {seed}")
+            log(f"FID {f.fid:.4f}  (classifier features; n = {f.n_a} samples vs {f.n_b} test images; {how}, step {r.step}); "
                 f"classifier score {res['classifier_score']:.3f}")
             if y is not None:   # a conditional run: does each sample show its class, and how good is each class?
                 acc = classifier_accuracy(x, y, clf)

@@ -69,6 +69,18 @@ def test_evaluate_tiny_checkpoint(tmp_path):
     assert res['fid'] > 0 and res['bpd'] > 0 and res['bpd_n'] == 2 and len(res['bpd_terms']) == 10
     assert res['checkpoint'].endswith('step_00000005.pt')
     assert np.load(tmp_path / 's.npz')['arr_0'].shape == (8, 32, 32, 1)
+    # samples made elsewhere (e.g. by torchrun ... sample --npz): the same images give the same FID
+    out2 = tmp_path / 'e2.json'
+    r = cli('evaluate', run, '--samples', tmp_path / 's.npz', '--bpd-n', '0', '--device', 'cpu', '--no-progress',
+            '--json', out2, check=True)
+    assert 'samples from' in r.stdout, r.stdout
+    res2 = json.loads(out2.read_text())
+    assert res2['n'] == 8 and res2['samples_from'].endswith('s.npz') and abs(res2['fid'] - res['fid']) < 1e-9, (res2, res)
+    line = _one_line_error(cli('evaluate', run, '--samples', tmp_path / 'nope.npz', '--bpd-n', '0'))
+    assert '--samples' in line and 'not found' in line, line
+    np.savez(tmp_path / 'bad.npz', arr_0=np.zeros((4, 28, 28, 1), np.uint8))
+    line = _one_line_error(cli('evaluate', run, '--samples', tmp_path / 'bad.npz', '--bpd-n', '0'))
+    assert 'expected at least 2 uint8 images [N, 32, 32, 1]' in line, line
     # a checkpoint file, ancestral sampling (T steps recorded), the JSON by default next to the run
     cli('evaluate', run / 'checkpoints' / 'step_00000005.pt', '--n', '4', '--bpd-n', '0', '--device', 'cpu',
         '--no-progress', check=True)
