@@ -221,69 +221,6 @@ def interpolate(model,                       # callable model(x_t, t) -> output 
     x = reverse_from(model, sched, mixed, t, var_type, clip_x0, parameterization, generator, tile_noise=L, progress=progress)
     return x.reshape(L, B, *x0_a.shape[1:])
 
-# %% ../nbs/13a_progressive.ipynb #17597e9c
-def ddim_invert(model,                      # callable model(x_t, t) -> output of `parameterization`
-                sched:NoiseSchedule,        # the noise schedule the model was trained with
-                x0:Tensor,                  # images (or points) [B, ...]
-                steps:int,                  # S: the timesteps of `ddim_timesteps(T, S)`, visited upwards
-                parameterization:str='eps', # what the model predicts
-                var_type:str='fixed_small', # only to read a learned-variance output (its first C channels)
-                progress:bool=False,        # a bar over the S steps
-               )->Tensor:                   # x_T [B, ...]: `ddim_sample(..., x_T=x_T, clip_x0=False)` maps it back to ≈ x0
-    "Encode x0 with the DDIM ODE run backwards (Song et al. 2021, §4.3 and §5.4): x_{t'} = √ᾱ_{t'} x̂0 + √(1-ᾱ_{t'}) ε_θ(x_t, t)"
-    if not callable(model): raise TypeError(f"ddim_invert: model must be callable as model(x_t, t), got {type(model).__name__}")
-    if not isinstance(x0, Tensor) or not x0.is_floating_point() or x0.ndim < 2:
-        raise TypeError(f"ddim_invert: x0 must be a float tensor [B, ...], got {getattr(x0, 'dtype', type(x0).__name__)}")
-    check_choice('var_type', var_type, VAR_TYPES); check_choice('parameterization', parameterization, PARAMETERIZATIONS)
-    ts = ddim_timesteps(sched.T, steps).flip(0).tolist()        # increasing: 0 (when S >= 2), ..., T-1
-    sched, B = sched.to(x0.device), x0.shape[0]
-    full = lambda s: torch.full((B,), s, dtype=torch.long, device=x0.device)
-    x, prev = x0, None
-    with torch.inference_mode():
-        for s in tqdm(ts, disable=not progress, leave=False, desc='ddim_invert'):
-            at = full(s if prev is None else prev)              # ε is read at the lower end of each step (the first: at x0, step s)
-            eps = predict_eps(sched, model_output(model, x, at, var_type, 'ddim_invert').to(x.dtype), x, at, var_type, parameterization)
-            x0_hat = x0 if prev is None else predict_x0_from_eps(sched, x, at, eps)
-            ab = extract(sched.alpha_bars, full(s), x)
-            x, prev = ab.sqrt() * x0_hat + (1 - ab).sqrt() * eps, s
-    return x
-
-def slerp(a:Tensor,   # first endpoints [B, ...]
-          b:Tensor,   # second endpoints, same shape
-          lam:float,  # λ in [0, 1]
-         )->Tensor:   # sin((1-λ)θ)/sin θ a + sin(λθ)/sin θ b per row, θ the angle between a and b [B, ...]
-    "Spherical interpolation per batch row (Shoemake 1985), linear where a and b are parallel"
-    if not isinstance(a, Tensor) or not isinstance(b, Tensor) or a.shape != b.shape:
-        raise ValueError(f"slerp: a and b must be tensors of one shape, got {tuple(getattr(a, 'shape', ()))} and {tuple(getattr(b, 'shape', ()))}")
-    if not 0 <= float(lam) <= 1: raise ValueError(f"slerp: lam must lie in [0, 1], got {lam}")
-    fa, fb = a.reshape(a.shape[0], -1).double(), b.reshape(b.shape[0], -1).double()
-    cos = (fa * fb).sum(1) / (fa.norm(dim=1) * fb.norm(dim=1))
-    th = cos.clamp(-1, 1).acos()[:, None]
-    lin = th < 1e-6
-    sin = torch.where(lin, torch.ones_like(th), th.sin())
-    ca = torch.where(lin, 1 - lam * torch.ones_like(th), ((1 - lam) * th).sin() / sin)
-    cb = torch.where(lin, lam * torch.ones_like(th), (lam * th).sin() / sin)
-    return (ca * fa + cb * fb).reshape(a.shape).to(a.dtype)
-
-def ddim_interpolate(model,                      # callable model(x_t, t) -> output of `parameterization`
-                     sched:NoiseSchedule,        # the noise schedule the model was trained with
-                     x0_a:Tensor,                # first images [B, ...]
-                     x0_b:Tensor,                # second images, same shape
-                     lams,                       # weights λ [L] in [0, 1]
-                     steps:int=50,               # DDIM steps both ways
-                     parameterization:str='eps', # what the model predicts
-                     var_type:str='fixed_small', # only to read a learned-variance output
-                    )->Tensor:                   # decoded images [L, B, ...]; λ = 0 and 1 are the DDIM reconstructions
-    "Deterministic interpolation: DDIM-invert both images to x_T, slerp, decode with DDIM (Song et al. 2021, §5.4)"
-    if not isinstance(x0_a, Tensor) or not isinstance(x0_b, Tensor) or x0_a.shape != x0_b.shape:
-        raise ValueError(f"ddim_interpolate: x0_a and x0_b must be tensors of one shape, got {tuple(getattr(x0_a, 'shape', ()))} and {tuple(getattr(x0_b, 'shape', ()))}")
-    B = x0_a.shape[0]
-    zT = ddim_invert(model, sched, torch.cat([x0_a, x0_b]), steps, parameterization, var_type)
-    za, zb = zT[:B], zT[B:]
-    z = torch.cat([slerp(za, zb, float(l)) for l in lams])
-    out = ddim_sample(model, sched, tuple(z.shape), steps, clip_x0=False, x_T=z, parameterization=parameterization, var_type=var_type)
-    return out.reshape(len(lams), B, *x0_a.shape[1:])
-
 # %% ../nbs/13a_progressive.ipynb #f019da4e
 def ddim_invert(model,                      # callable model(x_t, t) -> output of `parameterization`
                 sched:NoiseSchedule,        # the noise schedule the model was trained with
