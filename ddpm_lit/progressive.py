@@ -85,43 +85,6 @@ def rd_summary(rd:dict,           # the output of `rate_distortion` (or `rate_di
         if clipped: rows[-1]['rmse_clipped'] = rd['distortion_rmse_clipped'][:, k].mean().item()
     return rows
 
-# %% ../nbs/13a_progressive.ipynb #07262e06
-def reverse_from(model,                       # callable model(x_t [B, ...], t [B]) -> output of `parameterization`
-                 sched:NoiseSchedule,         # the noise schedule the model was trained with
-                 x_t:Tensor,                  # the state to continue from [B, ...]
-                 t:int,                       # its 0-based timestep: the first step applied is p_θ(x_{t-1} | x_t)
-                 var_type:str='fixed_small',  # σ_t²: one of VAR_TYPES (a run's cfg.var_type)
-                 clip_x0:bool=True,           # clip the predicted x0 to [-1, 1] at each step
-                 parameterization:str='eps',  # what the model predicts: 'eps', 'x0' or 'mu'
-                 generator:torch.Generator=None, # source of the reverse noise z; None: torch's global RNG
-                 tile_noise:int=1,            # draw z for B / tile_noise rows and tile it: rows j, j + B/tile_noise, ... share z
-                 hook=None,                   # hook(t:int, x_t [B, ...], x0_pred [B, ...]) at every step
-                 progress:bool=False,         # a tqdm bar over the t + 1 steps
-                )->Tensor:                    # x_0 [B, ...], x_t's dtype and device
-    "Run Algorithm 2 from x_t at step t down to x_0 (`ddpm_sample` is the case t = T-1 from x_T ~ N(0, I))"
-    if not callable(model): raise TypeError(f"reverse_from: model must be callable as model(x_t, t), got {type(model).__name__}")
-    if not isinstance(x_t, Tensor) or not x_t.is_floating_point() or x_t.ndim < 2:
-        raise TypeError(f"reverse_from: x_t must be a float tensor [B, ...], got {getattr(x_t, 'dtype', type(x_t).__name__)}")
-    if isinstance(t, Tensor): t = int(t.item()) if t.numel() == 1 else t
-    if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < sched.T:
-        raise ValueError(f"reverse_from: t must be one 0-based timestep in [0, {sched.T - 1}], got {t!r}")
-    B = x_t.shape[0]
-    if isinstance(tile_noise, bool) or not isinstance(tile_noise, int) or tile_noise < 1 or B % tile_noise:
-        raise ValueError(f"reverse_from: tile_noise must be a positive divisor of the batch size {B}, got {tile_noise!r}")
-    check_choice('var_type', var_type, VAR_TYPES); check_choice('parameterization', parameterization, PARAMETERIZATIONS)
-    sched = sched.to(x_t.device)
-    zshape = (B // tile_noise,) + tuple(x_t.shape[1:])
-    x = x_t
-    with torch.inference_mode():
-        for s in tqdm(range(t, -1, -1), disable=not progress, leave=False, desc='reverse'):
-            t_b = torch.full((B,), s, dtype=torch.long, device=x.device)
-            out = model_output(model, x, t_b, var_type, 'reverse_from').to(x.dtype)
-            z = _randn(zshape, generator, x.device, x.dtype).repeat(tile_noise, *[1] * (x.ndim - 1)) if s > 0 else None
-            x_new, x0 = ddpm_step(sched, out, x, t_b, z, var_type, clip_x0, parameterization)
-            if hook is not None: hook(s, x, x0)
-            x = x_new
-    return x
-
 # %% ../nbs/13a_progressive.ipynb #12b20356
 def reverse_from(model,                       # callable model(x_t [B, ...], t [B]) -> output of `parameterization`
                  sched:NoiseSchedule,         # the noise schedule the model was trained with
@@ -158,37 +121,6 @@ def reverse_from(model,                       # callable model(x_t [B, ...], t [
             if hook is not None: hook(s, x, x0)
             x = x_new
     return x
-
-# %% ../nbs/13a_progressive.ipynb #355c3eec
-def interpolate(model,                       # callable model(x_t, t) -> output of `parameterization`
-                sched:NoiseSchedule,         # the noise schedule the model was trained with
-                x0_a:Tensor,                 # first images [B, C, H, W] in [-1, 1]
-                x0_b:Tensor,                 # second images, same shape
-                t:int,                       # 0-based diffusion step of the latent (the paper's t is t + 1)
-                lams,                        # interpolation weights λ [L] in [0, 1]
-                noise:Tensor=None,           # ε shared by both encodings [B, C, H, W]; drawn from `generator` if None
-                generator:torch.Generator=None, # source of ε and of the reverse noise; None: the global RNG
-                var_type:str='fixed_small',  # σ_t² of the reverse process (a run's cfg.var_type)
-                clip_x0:bool=True,           # clip x̂0 at each reverse step
-                parameterization:str='eps',  # what the model predicts
-                progress:bool=False,         # a bar over the reverse steps
-               )->Tensor:                    # decoded images [L, B, C, H, W]
-    "Ho et al. §4.4: encode both images with q(x_t | x0) and the same ε, mix (1-λ) x_t + λ x'_t, decode with p_θ"
-    if not isinstance(x0_a, Tensor) or not isinstance(x0_b, Tensor) or x0_a.shape != x0_b.shape:
-        raise ValueError(f"interpolate: x0_a and x0_b must be tensors of one shape, got {tuple(getattr(x0_a, 'shape', ()))} and {tuple(getattr(x0_b, 'shape', ()))}")
-    lams = torch.as_tensor(lams, dtype=x0_a.dtype, device=x0_a.device).reshape(-1)
-    if lams.numel() == 0 or (lams < 0).any() or (lams > 1).any():
-        raise ValueError(f"interpolate: lams must be a non-empty list of weights in [0, 1], got {lams.tolist()}")
-    if not isinstance(t, int) or isinstance(t, bool) or not 0 <= t < sched.T:
-        raise ValueError(f"interpolate: t must be one 0-based timestep in [0, {sched.T - 1}], got {t!r}")
-    B, L = x0_a.shape[0], lams.numel()
-    eps = _randn(tuple(x0_a.shape), generator, x0_a.device, x0_a.dtype) if noise is None else noise
-    tb = torch.full((B,), t, dtype=torch.long, device=x0_a.device)
-    xa, xb = q_sample(sched, x0_a, tb, eps), q_sample(sched, x0_b, tb, eps)
-    lam = lams.view(L, 1, *[1] * (x0_a.ndim - 1))
-    mixed = ((1 - lam) * xa + lam * xb).reshape(L * B, *x0_a.shape[1:])     # λ-major: row l*B + j is pair j at λ_l
-    x = reverse_from(model, sched, mixed, t, var_type, clip_x0, parameterization, generator, tile_noise=L, progress=progress)
-    return x.reshape(L, B, *x0_a.shape[1:])
 
 # %% ../nbs/13a_progressive.ipynb #2a52886a
 def interpolate(model,                       # callable model(x_t, t) -> output of `parameterization`
