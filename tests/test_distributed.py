@@ -100,7 +100,7 @@ def test_gradients_match_one_process(tmp_path):
         torch.testing.assert_close(got['step0'][k], p.grad, rtol=1e-5, atol=1e-6, msg=k)
 
 
-STEPS, EVERY = 300, 20
+STEPS, EVERY = 100, 20
 
 
 def train_args(data, out, *more):
@@ -169,7 +169,7 @@ def test_metrics_logged_once_per_step(killed_run):
 def test_resume_on_one_process(killed_run):
     run = killed_run['run']
     r = cli('train', '--out', run, '--resume', '--steps', STEPS + 4, '--no-progress', check=True, env=ENV)
-    assert 'done: step 304' in r.stdout
+    assert f'done: step {STEPS + 4}' in r.stdout
     assert logged_steps(run) == list(range(1, STEPS + 5))
 
 
