@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from fastcore.docments import docments
 
-from .sample import SAMPLERS, generate, precision, resolve_device, save_grid, to_uint8
+from .sample import SAMPLERS, generate, precision, resolve_device, save_grid, to_uint8, from_uint8
 from .posterior import VAR_TYPES
 from .train import PRESETS, CHOICES, RESUMABLE, TrainConfig, TrainingDiverged, checkpoints, load_run, open_run, preset
 from .metrics import evaluate
@@ -149,7 +149,7 @@ def cmd_sample(a):
         try: u = generate_sharded(*args, y=y, w=a.guidance, env=env, progress=_progress(a) is not False and sys.stderr.isatty())
         finally: close_distributed()
         if not env.main: return
-        x = u.movedim(-1, 1).float() * (2 / 255) - 1           # the npz's uint8 images, back in [-1, 1] for the grid
+        x = from_uint8(u)                                     # the npz's uint8 images, back in [-1, 1] for the grid
     else: x = generate(*args, _progress(a), y=y, w=a.guidance)
     dt = time.time() - t0
     out = a.out or (None if a.npz else str(r.run_dir / 'samples.png'))

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from .loss import vlb_terms
 from .posterior import check_choice
-from .sample import SAMPLERS, generate, resolve_device, to_uint8
+from .sample import SAMPLERS, generate, resolve_device, to_uint8, from_uint8
 from .train import load_run, load_data
 from .guidance import balanced_labels
 
@@ -339,7 +339,7 @@ def evaluate(run:str,                 # a run directory (its latest checkpoint) 
         t0 = time.time()
         vt = var_type or cfg.var_type
         if samples is not None:              # made elsewhere (e.g. by `torchrun ... sample`): their settings are not known here
-            x = torch.from_numpy(arr).permute(0, 3, 1, 2).float() * (2 / 255) - 1
+            x = from_uint8(arr)
             res.update(samples_from=str(samples), n=n)
         else:
             x = generate(r.model, sched, n, r.shape, sampler, steps, eta, vt, cfg.parameterization, batch_size, seed,

@@ -6,7 +6,7 @@ Docs: https://ddpm-lit.github.io/ddpm_lit/sample.html.md"""
 
 # %% auto #0
 __all__ = ['SAMPLERS', 'ddpm_step', 'Recorder', 'ddpm_sample', 'ddim_timesteps', 'ddim_step', 'ddim_sample', 'to_uint8',
-           'image_grid', 'save_grid', 'resolve_device', 'precision', 'generate']
+           'from_uint8', 'image_grid', 'save_grid', 'resolve_device', 'precision', 'generate']
 
 # %% ../nbs/06_sample.ipynb #eb738d86
 import math, operator, sys
@@ -231,6 +231,11 @@ def to_uint8(x:Tensor, # images [B,C,H,W] (or one [C,H,W]) in [-1, 1]; values ou
     "Samples in [-1, 1] as 8-bit images, channels last: floor(255 (x+1)/2 + 0.5)"
     x = _images_cpu(x, 'to_uint8')
     return ((x + 1) / 2).mul(255).add(0.5).clamp(0, 255).to(torch.uint8).movedim(-3, -1).contiguous()
+
+def from_uint8(u, # uint8 images [B,H,W,C] (array or tensor), as `to_uint8` makes them and `--npz` files hold them
+              )->Tensor: # float32 [B,C,H,W] in [-1, 1]
+    "`to_uint8` inverted: 8-bit channels-last images back to [-1, 1], channels first"
+    return torch.as_tensor(u).movedim(-1, -3).float() * (2 / 255) - 1
 
 def image_grid(x:Tensor,    # images [B,C,H,W] in [-1, 1]
                nrow:int=8,  # images per row
