@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from fastcore.docments import docments
 
-from .sample import SAMPLERS, generate, precision, resolve_device, save_grid, to_uint8, from_uint8
+from .sample import SAMPLERS, generate, precision, resolve_device, save_grid, save_npz, to_uint8, from_uint8
 from .posterior import VAR_TYPES
 from .train import PRESETS, CHOICES, RESUMABLE, TrainConfig, TrainingDiverged, checkpoints, load_run, open_run, preset
 from .metrics import evaluate
@@ -157,8 +157,7 @@ def cmd_sample(a):
         save_grid(x, out, nrow=nrow)
         print(f"wrote {out}")
     if a.npz:
-        Path(a.npz).parent.mkdir(parents=True, exist_ok=True)
-        np.savez(a.npz, arr_0=(u if env.torchrun else to_uint8(x)).numpy())
+        save_npz(u if env.torchrun else to_uint8(x), a.npz)
         print(f"wrote {a.npz} ({n} uint8 images)")
     what = f"DDIM {a.steps} steps, eta={a.eta}" if a.sampler == 'ddim' else f"ancestral {r.sched.T} steps"
     if k is not None: what += f"; class {'all, one row each' if k == 'all' else repr(r.classes[k])}, guidance w={a.guidance:g}"

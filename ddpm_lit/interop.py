@@ -116,6 +116,10 @@ def unet_config_from_diffusers(cfg:dict, # a UNet2DModel config (`model.config`,
 def unet_config_to_diffusers(config:dict, # a ddpm_lit UNet's `model.config`
                             )->dict:      # UNet2DModel constructor arguments
     "diffusers UNet2DModel arguments for a ddpm_lit UNet configuration: `unet_config_from_diffusers` inverted"
+    for key, plain in (('patch_size', 1), ('num_classes', None)):
+        if config.get(key, plain) != plain:
+            raise ValueError(f"a UNet with {key}={config[key]} has no diffusers UNet2DModel counterpart (export supports "
+                             f"unconditional networks on whole pixels)")
     att = _attends(config)
     return dict(sample_size=config['image_size'], in_channels=config['in_ch'], out_channels=config['out_ch'],
                 block_out_channels=tuple(config['ch'] * m for m in config['ch_mult']), layers_per_block=config['num_res_blocks'],

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from .loss import vlb_terms
 from .posterior import check_choice
-from .sample import SAMPLERS, generate, resolve_device, to_uint8, from_uint8
+from .sample import SAMPLERS, generate, resolve_device, to_uint8, from_uint8, save_npz
 from .train import load_run, load_data
 from .guidance import balanced_labels
 
@@ -348,15 +348,14 @@ def evaluate(run:str,                 # a run directory (its latest checkpoint) 
                        var_type=None if sampler == 'ddim' else vt, n=n, sample_time_s=round(time.time() - t0, 1))
         if y is not None: res.update(class_cond=True, guidance=guidance, classes=r.classes)
         if npz:
-            Path(npz).parent.mkdir(parents=True, exist_ok=True)
-            np.savez(npz, arr_0=to_uint8(x).numpy()); res['samples_npz'] = str(npz)
+            save_npz(to_uint8(x), npz); res['samples_npz'] = str(npz)
         if cfg.dataset == 'fashion_mnist':
             clf = load_classifier(device=dev)
             f = fid(x, x_ref, model=clf, progress=progress)
             res.update(fid=f.fid, fid_n=f.n_a, fid_ref_n=f.n_b, classifier_score=classifier_score(x, clf),
                        fid_features=f"penultimate layer ({clf.feature_dim}-d) of the shipped Fashion-MNIST classifier")
             how = (f"samples from {samples}" if samples is not None else
-                   f"{'DDIM ' + str(steps) if sampler == 'ddim' else 'ancestral ' + str(sched.T)} steps, seed {seed}")
+                   f"{f'DDIM {steps} steps, eta {eta:g}' if sampler == 'ddim' else f'ancestral {sched.T} steps'}, seed {seed}")
             log(f"FID {f.fid:.4f}  (classifier features; n = {f.n_a} samples vs {f.n_b} test images; {how}, step {r.step}); "
                 f"classifier score {res['classifier_score']:.3f}")
             if y is not None:   # a conditional run: does each sample show its class, and how good is each class?

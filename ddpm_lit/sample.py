@@ -6,12 +6,13 @@ Docs: https://ddpm-lit.github.io/ddpm_lit/sample.html.md"""
 
 # %% auto #0
 __all__ = ['SAMPLERS', 'ddpm_step', 'Recorder', 'ddpm_sample', 'ddim_timesteps', 'ddim_step', 'ddim_sample', 'to_uint8',
-           'from_uint8', 'image_grid', 'save_grid', 'resolve_device', 'precision', 'generate']
+           'from_uint8', 'save_npz', 'image_grid', 'save_grid', 'resolve_device', 'precision', 'generate']
 
 # %% ../nbs/06_sample.ipynb #eb738d86
-import math, operator, sys
+import math, operator, os, sys
 from contextlib import nullcontext
 from pathlib import Path
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torchvision.utils import make_grid, save_image
@@ -237,6 +238,25 @@ def from_uint8(u, # uint8 images [B,H,W,C] (array or tensor), as `to_uint8` make
     "`to_uint8` inverted: 8-bit channels-last images back to [-1, 1], channels first"
     return torch.as_tensor(u).movedim(-1, -3).float() * (2 / 255) - 1
 
+def _write_atomic(path, write)->Path:
+    "Call `write(file)` on a temporary file beside `path`, then rename it to `path`: a reader never sees half a file"
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, 'wb') as f: write(f)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists(): tmp.unlink()
+    return path
+
+def save_npz(u, # uint8 images [N,H,W,C] (array or tensor), as `to_uint8` makes them
+             path, # the .npz to write (its folder is created); written whole or not at all
+            )->Path:
+    "Write uint8 images under key `arr_0` (the layout FID tools read), atomically"
+    u = np.asarray(u)
+    if u.dtype != np.uint8 or u.ndim != 4: raise ValueError(f"save_npz: expected uint8 images [N,H,W,C], got {u.dtype} {u.shape}")
+    return _write_atomic(path, lambda f: np.savez(f, arr_0=u))
+
 def image_grid(x:Tensor,    # images [B,C,H,W] in [-1, 1]
                nrow:int=8,  # images per row
                padding:int=2, # pixels between images (black)
@@ -252,9 +272,7 @@ def save_grid(x:Tensor,       # images [B,C,H,W] in [-1, 1]
              )->Path:         # the path written
     "Write the images as one PNG grid with torchvision's save_image"
     x = _images_cpu(x, 'save_grid')
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    save_image((x + 1) / 2, path, nrow=nrow, padding=padding)
-    return path
+    return _write_atomic(path, lambda f: save_image((x + 1) / 2, f, nrow=nrow, padding=padding, format='png'))
 
 # %% ../nbs/06_sample.ipynb #fe937651
 SAMPLERS = ('ddpm', 'ddim')

@@ -163,7 +163,9 @@ MODEL_PRESETS = {
     'paper': dict(ch=128, ch_mult=(1, 2, 2, 2), num_res_blocks=2, attn_resolutions=(16,)),  # 35.7 M at 32x32x3
     'small': dict(ch=32, ch_mult=(1, 2, 2), num_res_blocks=1, attn_resolutions='lowest'),  # ~1.1 M, trains on a CPU
     'mini':  dict(ch=16, ch_mult=(1, 2, 4), num_res_blocks=1, attn_resolutions='lowest',
-                  num_groups=8),                                                           # ~0.69 M, the CPU demo
+                  num_groups=8),                                                           # ~0.69 M, the first CPU demo
+    'patch': dict(ch=32, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions='lowest',
+                  num_groups=8, patch_size=2),                                             # ~0.70 M on 2x2 patches, the CPU demo
     'tiny':  dict(ch=32, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=()),             # for tests
 }
 
@@ -184,6 +186,7 @@ class UNet(nn.Module):
                  norm_eps:float=1e-5,          # eps of every GroupNorm: torch's default; 1e-6 in the paper's TensorFlow code
                  tf_padding:bool=False,        # Downsample pads 0 before and 1 after (TensorFlow 'SAME', the paper's code), not 1 on every side
                  num_classes:int=None,         # K: a class-conditional network (a learned embedding per class plus a null class); None: unconditional
+                 patch_size:int=1,             # p > 1: run on p×p patches (pixel-unshuffle in, pixel-shuffle out): p² fewer positions per layer
                 ):
         super().__init__()
         out_ch = in_ch if out_ch is None else out_ch
@@ -195,11 +198,13 @@ class UNet(nn.Module):
             raise ValueError(f"UNet: ch must be even and divisible by num_groups={num_groups} (GroupNorm), got ch={ch}")
         if not ch_mult or not all(isinstance(m, int) and m >= 1 for m in ch_mult):
             raise ValueError(f"UNet: ch_mult must be a non-empty tuple of positive integers, got {ch_mult!r}")
-        factor = 2 ** (len(ch_mult) - 1)
+        if isinstance(patch_size, bool) or not isinstance(patch_size, int) or patch_size < 1:
+            raise ValueError(f"UNet: patch_size must be a positive integer, got {patch_size!r}")
+        factor = 2 ** (len(ch_mult) - 1) * patch_size
         if image_size % factor:
-            raise ValueError(f"UNet: image_size must be divisible by 2**(len(ch_mult)-1) = {factor} "
+            raise ValueError(f"UNet: image_size must be divisible by patch_size * 2**(len(ch_mult)-1) = {factor} "
                              f"for {len(ch_mult)} levels, got image_size={image_size}")
-        resolutions = [image_size // 2 ** i for i in range(len(ch_mult))]
+        resolutions = [image_size // patch_size // 2 ** i for i in range(len(ch_mult))]
         bad = [r for r in attn_resolutions if r not in resolutions]
         if bad: raise ValueError(f"UNet: attn_resolutions must be among the levels' sizes {resolutions}, got {attn_resolutions}")
         if not 0 <= dropout < 1: raise ValueError(f"UNet: dropout must be in [0, 1), got {dropout}")
@@ -212,7 +217,9 @@ class UNet(nn.Module):
                            attn_resolutions=attn_resolutions, dropout=dropout, image_size=image_size,
                            num_groups=num_groups, mid_attn=mid_attn, norm_eps=float(norm_eps), tf_padding=tf_padding)
         if num_classes is not None: self.config['num_classes'] = num_classes   # unconditional configs stay as before
+        if patch_size != 1: self.config['patch_size'] = patch_size             # and so do unpatched ones
         self.in_ch, self.out_ch, self.ch, self.image_size, self.num_classes = in_ch, out_ch, ch, image_size, num_classes
+        self.patch_size = P = patch_size
         G, eps, tdim = num_groups, float(norm_eps), 4 * ch
         attn = lambda c, r: AttnBlock(c, G, eps) if r in attn_resolutions else nn.Identity()
 
@@ -220,7 +227,7 @@ class UNet(nn.Module):
         # row k < K embeds class k, row K is the learned null class ("no label"); N(0, 1) at init (torch's and
         # diffusers' default), the scale of the time embedding, so the label is heard from the first step
         self.class_embed = nn.Embedding(num_classes + 1, tdim) if num_classes else None
-        self.conv_in = conv3x3(in_ch, ch)
+        self.conv_in = conv3x3(in_ch * P * P, ch)
         skips, c = [ch], ch                                   # channels of every stored skip, in push order
         self.down = nn.ModuleList()
         for i, (m, r) in enumerate(zip(ch_mult, resolutions)):
@@ -242,7 +249,7 @@ class UNet(nn.Module):
                 att.append(attn(c, r))
             self.up.append(UNetLevel(res, att, Upsample(c) if i > 0 else None, r))
         assert not skips, "every stored skip must be consumed"
-        self.out = nn.Sequential(nn.GroupNorm(G, c, eps=eps), nn.SiLU(), conv3x3(c, out_ch, scale=0))
+        self.out = nn.Sequential(nn.GroupNorm(G, c, eps=eps), nn.SiLU(), conv3x3(c, out_ch * P * P, scale=0))
 
     def forward(self, x:Tensor,  # noisy images x_t [B, in_ch, image_size, image_size]
                 t:Tensor,        # 0-based timesteps [B] (LongTensor); a float tensor is embedded as continuous time
@@ -263,7 +270,7 @@ class UNet(nn.Module):
         emb = self.time_embed(t.to(x.device), dtype=x.dtype)
         if self.class_embed is not None: emb = emb + self.class_embed(self.class_index(y, x.shape[0], x.device)).to(emb.dtype)
         elif y is not None: raise ValueError("UNet: y (class labels) given, but this network is unconditional (num_classes=None)")
-        h = self.conv_in(x)
+        h = self.conv_in(x if self.patch_size == 1 else F.pixel_unshuffle(x, self.patch_size))
         hs = [h]
         for lvl in self.down:
             for res, attn in zip(lvl.res, lvl.attn):
@@ -275,7 +282,8 @@ class UNet(nn.Module):
             for res, attn in zip(lvl.res, lvl.attn):
                 h = attn(res(torch.cat([h, hs.pop()], dim=1), emb))
             if lvl.resample is not None: h = lvl.resample(h)
-        return self.out(h)
+        h = self.out(h)
+        return h if self.patch_size == 1 else F.pixel_shuffle(h, self.patch_size)
 
     def class_index(self, y:Tensor, # labels [B] in 0..K-1, -1 for none; or None (all none)
                     B:int,           # the batch size
@@ -294,7 +302,7 @@ class UNet(nn.Module):
         return torch.where(y < 0, K, y).to(device)
 
     @classmethod
-    def from_preset(cls, name:str,     # a key of MODEL_PRESETS: 'paper', 'small', 'mini' or 'tiny'
+    def from_preset(cls, name:str,     # a key of MODEL_PRESETS: 'paper', 'small', 'mini', 'patch' or 'tiny'
                     in_ch:int=3,       # image channels
                     image_size:int=32, # input height = width
                     **overrides,       # any other UNet argument, overriding the preset's
@@ -304,7 +312,7 @@ class UNet(nn.Module):
             raise ValueError(f"UNet.from_preset: unknown preset {name!r}; expected one of {', '.join(map(repr, MODEL_PRESETS))}")
         cfg = {**MODEL_PRESETS[name], **overrides}
         if cfg.get('attn_resolutions') == 'lowest':
-            cfg['attn_resolutions'] = (image_size // 2 ** (len(cfg.get('ch_mult', (1, 2, 2, 2))) - 1),)
+            cfg['attn_resolutions'] = (image_size // cfg.get('patch_size', 1) // 2 ** (len(cfg.get('ch_mult', (1, 2, 2, 2))) - 1),)
         return cls(in_ch=in_ch, image_size=image_size, **cfg)
 
     @classmethod

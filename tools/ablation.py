@@ -4,7 +4,7 @@
     .venv/bin/python tools/ablation.py --rows eps_simple_fixed --steps 500  # one row (or a few, comma separated)
 
 Seven rows (Ho et al. 2020, Table 2, plus Nichol & Dhariwal 2021's hybrid objective with a learned-range variance on the
-cosine schedule), each trained with `ddpm-lit train --preset demo` (the 'mini' U-Net at 28x28, Adam 1e-3 after 100
+cosine schedule), each trained with `ddpm-lit train --preset demo_mini` (the 'mini' U-Net at 28x28, Adam 1e-3 after 100
 warmup steps, EMA 0.999, batch 64, T = 1000) for the same steps, batch and seed; only --parameterization, --loss,
 --var-type and --schedule differ. Checkpoints go to runs/ablation/<row>/ (git-ignored); this script writes only
 summaries into results/ablation/:
@@ -69,7 +69,7 @@ assert sorted(ORDER) == sorted(ROWS)
 def train_cmd(row:str, a, resume:bool)->list:
     "The `ddpm-lit train` command line of one row"
     r = ROWS[row]
-    cmd = [os.path.relpath(EXE, ROOT), 'train', '--preset', 'demo', '--out', os.path.relpath(RUNS / row, ROOT), '--device', 'cpu',
+    cmd = [os.path.relpath(EXE, ROOT), 'train', '--preset', 'demo_mini', '--out', os.path.relpath(RUNS / row, ROOT), '--device', 'cpu',
            '--steps', str(a.steps), '--no-progress']
     if resume: return cmd[:2] + ['--resume'] + cmd[2:]
     return cmd + ['--batch-size', str(a.batch_size), '--seed', str(a.seed), '--ckpt-every', str(a.ckpt_every),
@@ -255,7 +255,7 @@ def main(argv=None):
     results = json.loads(rfile.read_text()) if rfile.exists() else {}
     settings = dict(steps=a.steps, batch_size=a.batch_size, seed=a.seed, n=a.n, ddim_steps=a.ddim_steps, bpd_n=a.bpd_n,
                     var_n=a.var_n, threads=a.threads)
-    demo = {k: v for k, v in vars(preset('demo', device='cpu')).items() if k in
+    demo = {k: v for k, v in vars(preset('demo_mini', device='cpu')).items() if k in
             ('model', 'image_size', 'dropout', 'T', 'lr', 'warmup', 'grad_clip', 'ema_decay', 'hybrid_lambda')}
     results['setup'] = dict(settings=settings, demo_preset=demo, script=f"OMP_NUM_THREADS={a.threads} .venv/bin/python "
                             f"tools/ablation.py {shlex.join(argv if argv is not None else sys.argv[1:])}".strip(),

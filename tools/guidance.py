@@ -21,7 +21,7 @@ def main():
     p.add_argument('--ddim-steps', type=int, default=50)
     a = p.parse_args()
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
-    train = [sys.executable, '-m', 'ddpm_lit', 'train', '--preset', 'demo', '--class-cond', '--out', a.run,
+    train = [sys.executable, '-m', 'ddpm_lit', 'train', '--preset', 'demo_mini', '--class-cond', '--out', a.run,
              '--steps', str(a.steps), '--no-progress'] + (['--resume'] if checkpoints(a.run) else [])
     t0 = time.time(); subprocess.run(train, check=True); train_s = time.time() - t0
     S = a.ddim_steps
@@ -49,7 +49,7 @@ def main():
     f = fid(x, ref, model=clf)
     res['unconditional'] = dict(fid=f.fid, fid_n=f.n_a, classifier_score=classifier_score(x, clf),
                                 note=f'the same network with the null class (no label), DDIM-{S}, seed 0')
-    res['run'] = dict(preset='demo', class_cond=True, p_uncond=run.cfg.p_uncond, steps=run.step, train_s=round(train_s),
+    res['run'] = dict(preset='demo_mini', class_cond=True, p_uncond=run.cfg.p_uncond, steps=run.step, train_s=round(train_s),
                       classes=run.classes)
     (out / 'results.json').write_text(json.dumps(res, indent=1))
     print('unconditional', res['unconditional'])

@@ -12,7 +12,7 @@ from ddpm_lit.progressive import rate_distortion, rd_summary, reverse_from, inte
 from ddpm_lit.sample import ddpm_sample, ddim_sample, Recorder, to_uint8
 from ddpm_lit.train import load_run, load_data, checkpoints
 
-TRAIN = "ddpm-lit train --preset demo --steps 800 --lr 2e-3 --warmup 50 --ckpt-every 200 --keep-ckpts 100 --out {run}"
+TRAIN = "ddpm-lit train --preset demo_mini --steps 800 --lr 2e-3 --warmup 50 --ckpt-every 200 --keep-ckpts 100 --out {run}"
 PARTS = ('rd', 'baseline', 'progressive', 'latents', 'interp', 'ddim')
 u8 = lambda x: to_uint8(x).numpy()[..., 0] if x.shape[-3] == 1 else to_uint8(x).numpy()   # [..., H, W] for one channel
 
