@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torchvision.utils import make_grid, save_image
 from tqdm.auto import tqdm
 
 from .schedule import NoiseSchedule, extract
@@ -262,6 +261,7 @@ def image_grid(x:Tensor,    # images [B,C,H,W] in [-1, 1]
                padding:int=2, # pixels between images (black)
               )->Tensor:    # uint8 [H', W', 3] on the CPU, for plt.imshow or PIL
     "The images tiled into one uint8 RGB grid (the pixels `save_grid` writes)"
+    from torchvision.utils import make_grid      # here, not at the top: importing torchvision costs every command ~2.5 s
     u = to_uint8(x if x.ndim == 4 else x[None]).movedim(-1, 1)
     return make_grid(u, nrow=nrow, padding=padding).movedim(0, -1).contiguous()
 
@@ -271,6 +271,7 @@ def save_grid(x:Tensor,       # images [B,C,H,W] in [-1, 1]
               padding:int=2,  # pixels between images (black)
              )->Path:         # the path written
     "Write the images as one PNG grid with torchvision's save_image"
+    from torchvision.utils import save_image
     x = _images_cpu(x, 'save_grid')
     return _write_atomic(path, lambda f: save_image((x + 1) / 2, f, nrow=nrow, padding=padding, format='png'))
 

@@ -1,5 +1,5 @@
 """Distributed training and sampling under torchrun, on the CPU with gloo (chapter 14): two processes compute the
-gradients of one; a two-process run whose worker is killed is restarted by torchrun and continues from its checkpoint
+gradients of one; a two-process run (40 steps, a checkpoint every 10) whose worker is killed is restarted by torchrun and continues from its checkpoint
 by itself, logs each step once, resumes on one process, and samples exactly n images on two.
 
 This file is also the worker of the gradient test: `torchrun ... tests/test_distributed.py OUT` runs `worker(OUT)`."""
@@ -100,7 +100,7 @@ def test_gradients_match_one_process(tmp_path):
         torch.testing.assert_close(got['step0'][k], p.grad, rtol=1e-5, atol=1e-6, msg=k)
 
 
-STEPS, EVERY = 100, 20
+STEPS, EVERY = 40, 10
 
 
 def train_args(data, out, *more):
