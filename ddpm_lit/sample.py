@@ -238,14 +238,18 @@ def from_uint8(u, # uint8 images [B,H,W,C] (array or tensor), as `to_uint8` make
     return torch.as_tensor(u).movedim(-1, -3).float() * (2 / 255) - 1
 
 def _write_atomic(path, write)->Path:
-    "Call `write(file)` on a temporary file beside `path`, then rename it to `path`: a reader never sees half a file"
+    "Call `write(file)` on a temporary file beside `path`, flush it to disk, rename it to `path`: a reader never sees half a file"
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        with open(tmp, 'wb') as f: write(f)
+        with open(tmp, 'wb') as f:
+            write(f); f.flush(); os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         if tmp.exists(): tmp.unlink()
+    try:  # make the rename itself durable
+        fd = os.open(path.parent, os.O_RDONLY); os.fsync(fd); os.close(fd)
+    except OSError: pass
     return path
 
 def save_npz(u, # uint8 images [N,H,W,C] (array or tensor), as `to_uint8` makes them

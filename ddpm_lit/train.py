@@ -22,7 +22,7 @@ from .posterior import VAR_TYPES, LEARNED_VAR_TYPES, PARAMETERIZATIONS, out_chan
 from .loss import LOSSES, training_losses
 from .unet import UNet, MODEL_PRESETS
 from .data import IMAGE_DATASETS, ImageData, load_image_data
-from .sample import resolve_device, precision, generate, save_grid
+from .sample import resolve_device, precision, generate, save_grid, _write_atomic
 from .guidance import balanced_labels
 from .distributed import (dist_env, init_distributed, check_global_batch, wrap_ddp, derive_seed, shard,
                                   local_batch, mean_and_any, barrier)
@@ -138,18 +138,8 @@ class TrainingDiverged(RuntimeError):
     "The loss became NaN or infinite"
 
 def atomic_save(obj, path:Path):
-    "torch.save `obj` to `path` via a temporary file and an atomic rename"
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, 'wb') as f:
-            torch.save(obj, f); f.flush(); os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists(): tmp.unlink()
-    try:  # make the rename itself durable
-        fd = os.open(path.parent, os.O_RDONLY); os.fsync(fd); os.close(fd)
-    except OSError: pass
+    "torch.save `obj` to `path` via a temporary file and an atomic rename (chapter 06's `_write_atomic`)"
+    _write_atomic(path, lambda f: torch.save(obj, f))
 
 def checkpoints(run_dir:Path)->list:
     "The run's checkpoint files, oldest first"
