@@ -138,7 +138,7 @@ class TrainingDiverged(RuntimeError):
     "The loss became NaN or infinite"
 
 def atomic_save(obj, path:Path):
-    "torch.save `obj` to `path` via a temporary file and an atomic rename (chapter 06's `_write_atomic`)"
+    "torch.save `obj` to `path` via a temporary file and an atomic rename, as chapter 06 writes grids and .npz files"
     _write_atomic(path, lambda f: torch.save(obj, f))
 
 def checkpoints(run_dir:Path)->list:
