@@ -3,7 +3,7 @@ every 200 steps, then FID of each checkpoint at n = 500 with DDIM-25 (seed 0) on
 checkpoint on stdout. Used to look for a shorter demo (issue: a five-minute `make demo`); results/demo_speed/ has the runs.
 
 Usage: OMP_NUM_THREADS=1 .venv/bin/python tools/demo_sweep.py NAME STEPS [lr=2e-3 warmup=50 batch_size=32 ckpt_every=400 ...]
-       [--arch=mini|mini122|noattn] [--evals=LAST]  (evaluate only the last LAST checkpoints)
+       [--arch=mini|mini122|noattn|patch] [--evals=LAST]  (evaluate only the last LAST checkpoints)
 """
 import glob, json, subprocess, sys, time
 from ddpm_lit.train import preset, Trainer
