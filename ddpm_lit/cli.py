@@ -20,7 +20,7 @@ from .posterior import VAR_TYPES
 from .train import PRESETS, CHOICES, RESUMABLE, TrainConfig, TrainingDiverged, checkpoints, load_run, open_run, preset
 from .metrics import evaluate
 from .guidance import parse_class
-from .inpaint import read_image, read_mask, repaint_sample
+from .inpaint import read_image, read_mask, repaint_sample, smc_inpaint
 from .interop import export_diffusers, import_diffusers, need_diffusers
 from .distributed import dist_env, init_distributed, close_distributed, generate_sharded
 
@@ -204,8 +204,10 @@ def _inpaint_parser(sub):
     p.add_argument('--out', required=True, help='PNG grid to write')
     p.add_argument('--n', type=_number(int, 1), default=4, help='variations to generate (default 4)')
     p.add_argument('--seed', type=int, default=0, help='seeds the noise (default 0)')
-    p.add_argument('--jump-length', type=_number(int, 1), default=10, help='RePaint jump length j (default 10)')
-    p.add_argument('--resample', type=_number(int, 1), default=10, help='RePaint resamplings r per jump (default 10; 1: none)')
+    p.add_argument('--jump-length', type=_number(int, 1), help='RePaint jump length j (default 10)')
+    p.add_argument('--resample', type=_number(int, 1), help='RePaint resamplings r per jump (default 10; 1: none)')
+    p.add_argument('--particles', type=_number(int, 1), help='instead of RePaint, twisted sequential Monte Carlo with this many '
+                   'particles per variation: exact as it grows, each step a forward and a backward pass per particle')
     p.add_argument('--device', default='auto', help="'auto' (default), 'cpu', 'cuda', ...")
     p.add_argument('--no-ema', action='store_true', help='use the raw weights instead of the EMA')
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
@@ -217,14 +219,22 @@ def cmd_inpaint(a):
     dev = next(r.model.parameters()).device
     C, S, _ = r.shape
     x, m = read_image(a.image, C, S).to(dev), read_mask(a.mask, S).to(dev)
+    if a.particles and (a.jump_length or a.resample):
+        raise CliError("--particles (twisted SMC) and --jump-length/--resample (RePaint) choose different samplers: give one")
     x0 = x.expand(a.n, -1, -1, -1).contiguous()
-    t0 = time.time()
+    t0, g, bar = time.time(), torch.Generator(dev).manual_seed(a.seed), _progress(a) is None and sys.stderr.isatty()
     with precision(dev, r.cfg.bf16):
-        out = repaint_sample(r.model, r.sched, x0, m, a.jump_length, a.resample, r.cfg.var_type, r.cfg.parameterization,
-                             generator=torch.Generator(dev).manual_seed(a.seed), progress=_progress(a) is None and sys.stderr.isatty())
+        if a.particles:
+            out = smc_inpaint(r.model, r.sched, x0, m, a.particles, var_type=r.cfg.var_type,
+                              parameterization=r.cfg.parameterization, generator=g, progress=bar)
+            how = f"twisted SMC, {a.particles} particles"
+        else:
+            j, rs = a.jump_length or 10, a.resample or 10
+            out = repaint_sample(r.model, r.sched, x0, m, j, rs, r.cfg.var_type, r.cfg.parameterization, generator=g, progress=bar)
+            how = f"RePaint j={j}, r={rs}"
     hole = x * m + (1 - m) * -1.0                                   # the input, generated region shown black
     save_grid(torch.cat([hole, out.float()]).cpu(), a.out, nrow=a.n + 1)
-    print(f"wrote {a.out}: the masked input, then {a.n} inpaintings (RePaint j={a.jump_length}, r={a.resample}) in {time.time() - t0:.0f}s")
+    print(f"wrote {a.out}: the masked input, then {a.n} inpaintings ({how}) in {time.time() - t0:.0f}s")
 
 # %% ../nbs/09_cli.ipynb #c44460e3
 def _need_diffusers():
