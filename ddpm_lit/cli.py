@@ -127,6 +127,7 @@ def _sample_parser(sub):
                    help="a --class-cond run: the class to draw (a label, or a name such as Sandal), or 'all' for one "
                         "row per class (n // classes images each); default: unconditional (the null class)")
     p.add_argument('--out', help='PNG grid to write (default: RUN/samples.png unless --npz is given)')
+    p.add_argument('--grid-n', type=_number(int, 1), help='show only the first N images in the grid (default: all; the .npz has all)')
     p.set_defaults(func=cmd_sample)
 
 def _progress(a): return False if a.no_progress else None     # None: a bar when stderr is a terminal
@@ -137,7 +138,8 @@ def cmd_sample(a):
     r = load_run(a.run, ema=not a.no_ema, device=init_distributed(a.device, env))   # under torchrun: this process's GPU
     k = None if a.cls is None else parse_class(a.cls, r.classes)
     if a.guidance and k is None: raise CliError("--guidance needs --class (guidance pushes samples towards a class)")
-    n, nrow = a.n, max(1, int(math.sqrt(a.n)))
+    if a.grid_n and a.cls == 'all': raise CliError("--grid-n shows the first N images, but --class all lays out one row per class: give one")
+    n, nrow = a.n, max(1, int(math.sqrt(min(a.n, a.grid_n or a.n))))
     if k == 'all':
         nrow = max(1, a.n // len(r.classes)); n = nrow * len(r.classes)
         y = torch.arange(len(r.classes)).repeat_interleave(nrow)           # one row per class
@@ -154,8 +156,8 @@ def cmd_sample(a):
     dt = time.time() - t0
     out = a.out or (None if a.npz else str(r.run_dir / 'samples.png'))
     if out:
-        save_grid(x, out, nrow=nrow)
-        print(f"wrote {out}")
+        save_grid(x[:a.grid_n], out, nrow=nrow)
+        print(f"wrote {out}" + (f" (the first {min(a.grid_n, n)} images)" if a.grid_n else ''))
     if a.npz:
         save_npz(u if env.torchrun else to_uint8(x), a.npz)
         print(f"wrote {a.npz} ({n} uint8 images)")

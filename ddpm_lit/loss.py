@@ -112,6 +112,7 @@ def training_losses(model,                       # network: model(x_t [B,C,H,W],
                     parameterization:str='eps',  # what the network predicts: 'eps', 'x0' or 'mu'
                     var_type:str='fixed_large',  # the reverse variance, one of VAR_TYPES
                     hybrid_lambda:float=1e-3,    # λ of L_hybrid = L_simple + λ L_vlb
+                    min_snr_gamma:float=0.0,     # > 0: weight L_simple of step t by min(SNR_t, γ)/SNR_t in ε terms (Min-SNR-γ); 0: unweighted
                     **model_kw,                  # passed on to the model (e.g. class labels y)
                    )->dict:                      # per image [B] (float32 or x0's dtype): loss, mse, vlb (bits/dim, or None for 'simple')
     "Algorithm 1's objective per image: L_simple on the parameterisation's target, the bound L, or L_hybrid"
@@ -119,6 +120,11 @@ def training_losses(model,                       # network: model(x_t [B,C,H,W],
     check_choice('loss', loss, LOSSES)
     if loss == 'simple' and var_type in LEARNED_VAR_TYPES:
         raise ValueError(f"loss 'simple' does not train a learned variance ({var_type!r}): use loss 'vlb' or 'hybrid'")
+    if not (isinstance(min_snr_gamma, (int, float)) and min_snr_gamma >= 0):
+        raise ValueError(f"training_losses: min_snr_gamma must be a number >= 0 (0: unweighted), got {min_snr_gamma!r}")
+    if min_snr_gamma and (parameterization == 'mu' or loss == 'vlb'):
+        raise ValueError(f"training_losses: min_snr_gamma weights L_simple of an 'eps' or 'x0' model, "
+                         f"not loss {loss!r} with parameterization {parameterization!r}")
     if t is None: t = torch.randint(0, sched.T, (x0.shape[0],), device=x0.device)
     if noise is None: noise = torch.randn_like(x0)
     elif not isinstance(noise, Tensor) or noise.shape != x0.shape:
@@ -131,12 +137,16 @@ def training_losses(model,                       # network: model(x_t [B,C,H,W],
     target = {'eps': lambda: noise.to(ft), 'x0': lambda: x0f,
               'mu': lambda: q_posterior(sched, x0f, x_tf, t)[0]}[parameterization]()
     mse = _mean_flat((target - mean_out) ** 2)
-    if loss == 'simple': return dict(loss=mse, mse=mse, vlb=None)
+    simple = mse
+    if min_snr_gamma:    # ‖x0 - x̂0‖² = ‖ε - ε̂‖² / SNR_t, so the same weight in ε terms is min(SNR_t, γ) on the x0 error
+        snr = sched.snr.to(x0.device)[t].to(ft)
+        simple = mse * snr.clamp(max=min_snr_gamma) / (snr if parameterization == 'eps' else 1)
+    if loss == 'simple': return dict(loss=simple, mse=mse, vlb=None)
     # L_vlb = T E_t[L_t]; inside L_hybrid the mean gets its gradient from L_simple only (Nichol & Dhariwal §3.1)
     frozen = mean_out.detach() if loss == 'hybrid' else mean_out
     vlb = vlb_term(sched, x0f, x_tf, t, frozen if v is None else torch.cat([frozen, v], 1),
                    var_type, False, parameterization)[0] * sched.T
-    return dict(loss=vlb if loss == 'vlb' else mse + hybrid_lambda * vlb, mse=mse, vlb=vlb)
+    return dict(loss=vlb if loss == 'vlb' else simple + hybrid_lambda * vlb, mse=mse, vlb=vlb)
 
 def simple_loss(model,               # ε-prediction network: model(x_t [B,C,H,W], t [B]) -> ε̂ [B,C,H,W]
                 sched:NoiseSchedule, # the noise schedule

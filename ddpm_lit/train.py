@@ -42,6 +42,7 @@ class TrainConfig:
     parameterization:str = 'eps'   # what the network predicts: ε (the paper), x0, or the posterior mean μ̃
     loss:str = 'simple'            # 'simple' (MSE on the prediction's target), 'vlb' (the bound L) or 'hybrid'
     hybrid_lambda:float = 0.001    # λ of L_hybrid = L_simple + λ L_vlb
+    min_snr_gamma:float = 0.0      # > 0: Min-SNR-γ weighting of L_simple (chapter 04; for short runs); 0: unweighted (the paper)
     var_type:str = 'fixed_large'   # reverse variance: fixed β_t ('fixed_large'), β̃_t ('fixed_small'), or learned
     class_cond:bool = False        # condition the network on class labels (for classifier-free guidance); needs labelled data
     p_uncond:float = 0.1           # with class_cond: the chance a training label is replaced by the null class
@@ -76,13 +77,16 @@ class TrainConfig:
                   ('ckpt_every', self.ckpt_every >= 1, ">= 1"), ('log_every', self.log_every >= 1, ">= 1"),
                   ('keep_ckpts', self.keep_ckpts >= 1, ">= 1"), ('n_sample', self.n_sample >= 1, ">= 1"),
                   ('sample_every', self.sample_every >= 0, ">= 0"), ('hybrid_lambda', self.hybrid_lambda >= 0, ">= 0"),
-                  ('p_uncond', 0 <= self.p_uncond <= 1, "in [0, 1]"),
+                  ('p_uncond', 0 <= self.p_uncond <= 1, "in [0, 1]"), ('min_snr_gamma', self.min_snr_gamma >= 0, ">= 0 (0: unweighted)"),
                   ('channels', self.channels is None or self.dataset == 'folder', "unset except for dataset 'folder'")]
         for name, ok, want in checks:
             if not ok: raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r}: expected {want}")
         if self.loss == 'simple' and self.var_type in LEARNED_VAR_TYPES:
             raise ValueError(f"TrainConfig: var_type={self.var_type!r} is learned, but loss 'simple' gives the variance no "
                              f"gradient: use loss 'vlb' or 'hybrid'")
+        if self.min_snr_gamma and (self.parameterization == 'mu' or self.loss == 'vlb'):
+            raise ValueError(f"TrainConfig: min_snr_gamma weights L_simple of an 'eps' or 'x0' model, not loss {self.loss!r} "
+                             f"with parameterization {self.parameterization!r}")
 
 # the allowed values of the settings that have a fixed set (the command line's `choices` too)
 CHOICES = dict(dataset=IMAGE_DATASETS, channels=(1, 3), model=tuple(MODEL_PRESETS), schedule=('linear', 'cosine'),
@@ -262,7 +266,7 @@ class Trainer:
         kw = {} if y is None else dict(y=y)
         with precision(self.device, cfg.bf16):
             loss = training_losses(self.fwd, self.sched, x0, loss=cfg.loss, parameterization=cfg.parameterization,
-                                   var_type=cfg.var_type, hybrid_lambda=cfg.hybrid_lambda, **kw)['loss'].mean()
+                                   var_type=cfg.var_type, hybrid_lambda=cfg.hybrid_lambda, min_snr_gamma=cfg.min_snr_gamma, **kw)['loss'].mean()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         gn = nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip, foreach=True)
