@@ -42,9 +42,10 @@ demo: $(STAMP) system-deps
 	$(BIN)/python tools/get_fashion_mnist.py
 	@# a second `make demo` continues (or just re-samples) the run instead of refusing its directory
 	$(BIN)/ddpm-lit train --preset demo --out runs/demo $(if $(wildcard runs/demo/checkpoints/step_*.pt),--resume)
-	$(BIN)/ddpm-lit sample runs/demo --n 64 --sampler ddim --steps 50 --eta 1 --out runs/demo/samples.png
-	@# how good: FID on our classifier's features at n = 500 (DDIM-50, eta 1, seed 0), with the real-data floor at that n
-	$(BIN)/ddpm-lit evaluate runs/demo --n 500 --sampler ddim --steps 50 --eta 1 --bpd-n 0
+	@# one sampling pass: 500 images (DDIM-50, eta 1, seed 0) for the FID; the grid shows the first 64
+	$(BIN)/ddpm-lit sample runs/demo --n 500 --sampler ddim --steps 50 --eta 1 --npz runs/demo/samples.npz --out runs/demo/samples.png --grid-n 64
+	@# how good: FID of those 500 on our classifier's features, with the real-data floor at that n
+	$(BIN)/ddpm-lit evaluate runs/demo --samples runs/demo/samples.npz --bpd-n 0
 	@echo "checkpoint: runs/demo/checkpoints/   metrics: runs/demo/metrics.jsonl   grid: runs/demo/samples.png   FID: runs/demo/eval.json"
 
 # Two pytest workers with one thread each use the two cores better than one process with two threads.
