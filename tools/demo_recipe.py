@@ -26,7 +26,7 @@ def main():
     t0 = time.time(); tr = Trainer(cfg, out); tr.fit(progress=False); train_s = time.time() - t0
     res = dict(name=name, steps=int(steps), overrides=kw, train_s_1thread=round(train_s), n=n, sampler='DDIM-50, seed 0')
     for eta in (0.0, 1.0):
-        x = generate(tr.ema, tr.sched, n, tr.data.shape, 'ddim', 50, eta=eta, seed=0, progress=False)
+        x = generate(tr.ema, tr.sched, n, tr.data.shape, 'ddim', 50, eta=eta, parameterization=cfg.parameterization, seed=0, progress=False)
         p = out / f'samples_eta{eta:g}.npz'; save_npz(to_uint8(x), p)
         js = out / f'fid_eta{eta:g}.json'
         subprocess.run([sys.executable, '-m', 'ddpm_lit', 'evaluate', str(out), '--samples', str(p), '--n', str(n), '--bpd-n', '0',
