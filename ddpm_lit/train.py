@@ -99,7 +99,7 @@ PRESETS = {
     'paper': {},
     'cifar10': dict(dataset='cifar10', model='paper'),
     # about 5 minutes on two CPU cores (~135 images/s; make demo and the README have the times); on a GPU the paper's network
-    'demo': dict(model='patch', image_size=28, batch_size=16, steps=1800, lr=5e-3, warmup=100, lr_schedule='cosine',
+    'demo': dict(model='patch', image_size=28, batch_size=16, steps=1600, lr=5e-3, warmup=100, lr_schedule='cosine',
                  parameterization='x0', min_snr_gamma=2.0, ema_decay=0.995, dropout=0.0, log_every=50, ckpt_every=300),
     # the first CPU demo (until 2026-11): the 'mini' U-Net at batch 64, ~15 minutes; the committed ablation, guidance and
     # progressive-coding results were trained with it
