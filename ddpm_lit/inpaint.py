@@ -38,6 +38,15 @@ def repaint_schedule(T:int,               # diffusion steps
     return states
 
 # %% ../nbs/13_inpaint.ipynb #c536259b
+def _image_and_mask(x0, mask)->Tensor:
+    "Check the images to complete and their keep-mask; the mask as x0's dtype, broadcast to x0's shape"
+    if not isinstance(x0, Tensor) or not x0.is_floating_point(): raise TypeError("x0 must be a float tensor [B, ...] in [-1, 1]")
+    mask = torch.as_tensor(mask, dtype=x0.dtype, device=x0.device)
+    try: mask = torch.broadcast_to(mask, x0.shape)
+    except RuntimeError: raise ValueError(f"mask of shape {tuple(mask.shape)} does not broadcast to the images' {tuple(x0.shape)}") from None
+    if not ((mask == 0) | (mask == 1)).all(): raise ValueError("mask must be 0 (generate) or 1 (keep) everywhere")
+    return mask
+
 def repaint_sample(model,                       # callable model(x_t, t) -> output of `parameterization`
                    sched:NoiseSchedule,         # its noise schedule
                    x0:Tensor,                   # the image(s) to complete [B, ...] in [-1, 1] (unknown pixels: any value)
@@ -51,11 +60,7 @@ def repaint_sample(model,                       # callable model(x_t, t) -> outp
                    progress=False,              # a tqdm bar over the visited states
                   )->Tensor:                    # x0 with the masked-out pixels generated; known pixels exactly x0's
     "Inpainting with RePaint: known pixels from q(x_{t-1} | x0), unknown ones from p_θ, with resampling jumps"
-    if not isinstance(x0, Tensor) or not x0.is_floating_point(): raise TypeError("x0 must be a float tensor [B, ...] in [-1, 1]")
-    mask = torch.as_tensor(mask, dtype=x0.dtype, device=x0.device)
-    try: mask = torch.broadcast_to(mask, x0.shape)
-    except RuntimeError: raise ValueError(f"mask of shape {tuple(mask.shape)} does not broadcast to the images' {tuple(x0.shape)}") from None
-    if not ((mask == 0) | (mask == 1)).all(): raise ValueError("mask must be 0 (generate) or 1 (keep) everywhere")
+    mask = _image_and_mask(x0, mask)
     check_choice('var_type', var_type, VAR_TYPES); check_choice('parameterization', parameterization, PARAMETERIZATIONS)
     states = repaint_schedule(sched.T, jump_length, jump_n_sample)
     dev, dt = x0.device, x0.dtype
@@ -106,16 +111,12 @@ def smc_inpaint(model,                       # callable model(x_t, t) -> output 
                 progress=False,              # a tqdm bar over the T steps
                )->Tensor:                    # [B, ...]: one draw per image; known pixels exactly x0's
     "Inpainting by twisted sequential Monte Carlo (Wu et al. 2023): particles guided towards the known pixels and re-weighted; exact as K grows"
-    if not isinstance(x0, Tensor) or not x0.is_floating_point(): raise TypeError("x0 must be a float tensor [B, ...] in [-1, 1]")
+    mask = _image_and_mask(x0, mask)
     if isinstance(particles, bool) or not isinstance(particles, int) or particles < 1:
         raise ValueError(f"particles must be a positive integer, got {particles!r}")
     if not (isinstance(twist_var, (int, float)) and twist_var > 0): raise ValueError(f"twist_var must be a number > 0, got {twist_var!r}")
     if not (isinstance(ess_threshold, (int, float)) and 0 <= ess_threshold <= 1):
         raise ValueError(f"ess_threshold must lie in [0, 1], got {ess_threshold!r}")
-    mask = torch.as_tensor(mask, dtype=x0.dtype, device=x0.device)
-    try: mask = torch.broadcast_to(mask, x0.shape)
-    except RuntimeError: raise ValueError(f"mask of shape {tuple(mask.shape)} does not broadcast to the images' {tuple(x0.shape)}") from None
-    if not ((mask == 0) | (mask == 1)).all(): raise ValueError("mask must be 0 (generate) or 1 (keep) everywhere")
     check_choice('var_type', var_type, VAR_TYPES); check_choice('parameterization', parameterization, PARAMETERIZATIONS)
     dev, dt, K, B = x0.device, x0.dtype, particles, x0.shape[0]
     sched = sched.to(dev)
