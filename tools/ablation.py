@@ -2,18 +2,23 @@
 
     OMP_NUM_THREADS=2 .venv/bin/python tools/ablation.py --steps 500        # every row, then its evaluation
     .venv/bin/python tools/ablation.py --rows eps_simple_fixed --steps 500  # one row (or a few, comma separated)
+    # the main budget of chapter 11: the demo preset's patch U-Net, 3000 steps of batch 16, two sampling seeds
+    OMP_NUM_THREADS=1 .venv/bin/python tools/ablation.py --preset demo --lr 2e-3 --steps 3000 --batch-size 16 --threads 1 \
+        --runs runs/ablation_3000 --results results/ablation_3000 --bpd-n 25 --fid-seeds 2
 
 Seven rows (Ho et al. 2020, Table 2, plus Nichol & Dhariwal 2021's hybrid objective with a learned-range variance on the
-cosine schedule), each trained with `ddpm-lit train --preset demo_mini` (the 'mini' U-Net at 28x28, Adam 1e-3 after 100
-warmup steps, EMA 0.999, batch 64, T = 1000) for the same steps, batch and seed; only --parameterization, --loss,
---var-type and --schedule differ. Checkpoints go to runs/ablation/<row>/ (git-ignored); this script writes only
-summaries into results/ablation/:
+cosine schedule), each trained with `ddpm-lit train --preset P` (default demo_mini: the 'mini' U-Net at 28x28, Adam 1e-3
+after 100 warmup steps, EMA 0.999, T = 1000; 'demo': the patch U-Net with the demo's recipe, its Min-SNR weighting off)
+for the same steps, batch and seed; only --parameterization, --loss, --var-type and --schedule differ. Checkpoints go to runs/ablation/<row>/ (git-ignored); this script writes only
+summaries into results/ablation/ (or --results):
 
 * results.json: per row the exact command, how training ended (wall time, images/s, the loss curve, or the steps
   between which the loss became NaN/inf: the paper's "unstable"), and its evaluation: FID and classifier score of
-  n DDIM-50 samples (seed 0) on the shipped Fashion-MNIST classifier, with the real-data floor at that n
-  (`ddpm_lit.metrics.evaluate`), and the variational bound in bits/dim on held-out test and on training images
-  (`bits_per_dim` with the row's parameterisation and variance; mean, standard error, n);
+  n DDIM-50 samples (seed 0; with --fid-seeds K also seeds 1..K-1, and their mean and standard deviation) on the
+  shipped Fashion-MNIST classifier, with the real-data floor at that n (`ddpm_lit.metrics.evaluate`), and the
+  variational bound in bits/dim on held-out test and on training images (`bits_per_dim` with the row's
+  parameterisation and variance; mean, standard error, n); with --paired A,B (after training) the two rows' bounds
+  per test image and their paired difference;
 * arrays.npz: per row the bound's terms L_t in bits/dim over t (test and train images), and for learned-variance
   rows the mean over pixels and images of the learned σ² (and of log σ²) on held-out x_t, beside β_t and β̃_t;
 * grids/<row>.png and grids/<row>.npz: the first 64 of the n evaluation samples (uint8 [64, 28, 28, 1]).
@@ -35,6 +40,7 @@ from ddpm_lit.posterior import LEARNED_VAR_TYPES, p_mean_variance     # noqa: E4
 from ddpm_lit.sample import generate, save_grid, to_uint8                                # noqa: E402
 from ddpm_lit.train import checkpoints, load_data, load_run, preset   # noqa: E402
 from ddpm_lit.metrics import bits_per_dim, evaluate                   # noqa: E402
+from ddpm_lit.loss import vlb_terms                                   # noqa: E402
 
 RUNS = ROOT / 'runs' / 'ablation'
 OUT = ROOT / 'results' / 'ablation'
@@ -69,12 +75,16 @@ assert sorted(ORDER) == sorted(ROWS)
 def train_cmd(row:str, a, resume:bool)->list:
     "The `ddpm-lit train` command line of one row"
     r = ROWS[row]
-    cmd = [os.path.relpath(EXE, ROOT), 'train', '--preset', 'demo_mini', '--out', os.path.relpath(RUNS / row, ROOT), '--device', 'cpu',
+    cmd = [os.path.relpath(EXE, ROOT), 'train', '--preset', a.preset, '--out', os.path.relpath(RUNS / row, ROOT), '--device', 'cpu',
            '--steps', str(a.steps), '--no-progress']
     if resume: return cmd[:2] + ['--resume'] + cmd[2:]
-    return cmd + ['--batch-size', str(a.batch_size), '--seed', str(a.seed), '--ckpt-every', str(a.ckpt_every),
-                  '--parameterization', r['parameterization'], '--loss', r['loss'], '--var-type', r['var_type'],
-                  '--schedule', r['schedule']]
+    cmd += ['--batch-size', str(a.batch_size), '--seed', str(a.seed), '--ckpt-every', str(a.ckpt_every),
+            '--parameterization', r['parameterization'], '--loss', r['loss'], '--var-type', r['var_type'],
+            '--schedule', r['schedule']]
+    if a.lr is not None: cmd += ['--lr', str(a.lr)]
+    # every row trains on the paper's unweighted objectives: a preset's Min-SNR weighting (the demo's) is switched off
+    if preset(a.preset, device='cpu').min_snr_gamma: cmd += ['--min-snr-gamma', '0']
+    return cmd
 
 
 def read_metrics(run:Path)->list:
@@ -154,6 +164,18 @@ def evaluate_row(row:str, a, log)->tuple:
     res['evaluate'] = {k: v for k, v in ev.items() if k != 'bpd_terms'}
     res['evaluate_call'] = (f"evaluate('{os.path.relpath(run, ROOT)}', n={a.n}, sampler='ddim', steps={a.ddim_steps}, seed=0, "
                             f"device='cpu', bpd_n={a.bpd_n})")
+    # the spread over sampling seeds: the same model and n, other seeds (FID and classifier score only)
+    if a.fid_seeds > 1:
+        per = [dict(seed=0, fid=ev.get('fid'), classifier_score=ev.get('classifier_score'))]
+        for s in range(1, a.fid_seeds):
+            e = evaluate(str(run), n=a.n, sampler='ddim', steps=a.ddim_steps, seed=s, device='cpu', bpd_n=0, floor=False,
+                         progress=False, log=lambda m: log(f"[{row}] seed {s}: {m}"))
+            per.append(dict(seed=s, fid=e.get('fid'), classifier_score=e.get('classifier_score')))
+        res['seeds'] = per
+        for k in ('fid', 'classifier_score'):
+            v = np.array([q[k] for q in per], dtype=float)
+            res[f'{k}_mean'], res[f'{k}_sd'] = float(v.mean()), float(v.std(ddof=1))
+        log(f"[{row}] FID over {a.fid_seeds} sampling seeds: {res['fid_mean']:.2f} ± {res['fid_sd']:.2f} (sd)")
     if 'bpd_terms' in ev: arrays[f'{row}/terms_test'] = np.array(ev['bpd_terms'])
     # the same bound on as many training images (the paper's "NLL test (train)")
     r = load_run(str(run), device='cpu')
@@ -194,12 +216,34 @@ def ancestral_row(row:str, a, log)->dict:
     x = generate(r.model, r.sched, a.ancestral, r.shape, 'ddpm', var_type=r.cfg.var_type,
                  parameterization=r.cfg.parameterization, batch_size=a.ancestral, seed=0, progress=False)
     (OUT / 'grids').mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(OUT / 'grids' / f'{row}_ancestral.npz', arr_0=to_uint8(x).numpy())
+    npz = OUT / 'grids' / f'{row}_ancestral.npz'
+    np.savez_compressed(npz, arr_0=to_uint8(x).numpy())
     save_grid(x, OUT / 'grids' / f'{row}_ancestral.png', nrow=int(math.sqrt(a.ancestral)) or 1)
     rec = dict(n=a.ancestral, sampler='ddpm', steps=r.sched.T, var_type=r.cfg.var_type, seed=0, step=r.step,
                time_s=round(time.time() - t0, 1), grid=os.path.relpath(OUT / 'grids' / f'{row}_ancestral.png', ROOT))
     log(f"[{row}] {a.ancestral} ancestral samples in {rec['time_s']} s")
+    if a.ancestral_fid:   # FID and classifier score of these samples, and the real-data floor at this n
+        ev = evaluate(str(RUNS / row), samples=str(npz), bpd_n=0, device='cpu', progress=False, log=lambda m: log(f"[{row}] {m}"))
+        rec.update(fid=ev['fid'], classifier_score=ev['classifier_score'], fid_floor=ev['fid_floor'])
     return rec
+
+
+@torch.no_grad()
+def paired_bound(rows:list, a, log)->dict:
+    "Per-image bounds of rows on the same test images and x_t draws as `evaluate`'s bits/dim: the paired difference"
+    per = {}
+    for row in rows:
+        r = load_run(str(RUNS / row), device='cpu')
+        te = load_data(r.cfg, train=False)
+        idx = torch.randperm(len(te), generator=torch.Generator().manual_seed(0))[:a.bpd_n]     # evaluate's images (seed 0)
+        t0 = time.time()
+        v = vlb_terms(r.model, r.sched, te.to_float(te.images_at(idx)), var_type=r.cfg.var_type,
+                      generator=torch.Generator().manual_seed(0), parameterization=r.cfg.parameterization)
+        per[row] = v['total_bpd'].double().numpy()
+        log(f"[{row}] per-image bound on {a.bpd_n} test images in {time.time() - t0:.0f} s: mean {per[row].mean():.4f}")
+    d = per[rows[0]] - per[rows[1]]
+    return dict(rows=rows, n=len(d), per_image_bpd={k: v.tolist() for k, v in per.items()}, diff_mean=float(d.mean()),
+                diff_se=float(d.std(ddof=1) / math.sqrt(len(d))), images='test images randperm(10000, seed 0)[:n], x_t seed 0')
 
 
 def save_arrays(new:dict):
@@ -213,8 +257,12 @@ def main(argv=None):
     global RUNS, OUT
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--rows', default=','.join(ORDER), help=f'comma-separated rows (default: all, in this order: {ORDER})')
+    p.add_argument('--preset', default='demo_mini', help="the `ddpm-lit train` preset every row starts from ('demo_mini': "
+                   "the 'mini' U-Net; 'demo': the patch U-Net of make demo, with its Min-SNR weighting switched off)")
+    p.add_argument('--lr', type=float, default=None, help="Adam's learning rate (default: the preset's)")
     p.add_argument('--steps', type=int, default=500, help='training steps of every row')
     p.add_argument('--batch-size', type=int, default=64)
+    p.add_argument('--fid-seeds', type=int, default=1, help='sampling seeds 0..K-1 for FID and the classifier score (their spread)')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--ckpt-every', type=int, default=100, help='checkpoint interval (the last good one survives a NaN)')
     p.add_argument('--n', type=int, default=1000, help='DDIM samples for FID and the classifier score')
@@ -228,12 +276,17 @@ def main(argv=None):
     p.add_argument('--ancestral', type=int, default=0,
                    help='only this: N ancestral samples (T steps, the row\'s variance) of each trained row, as a grid; '
                         'written to ancestral.json (no training, no results.json)')
+    p.add_argument('--ancestral-fid', action='store_true', help='with --ancestral: also the FID and classifier score of '
+                   'those samples (and the real-data floor at that n)')
+    p.add_argument('--paired', default='', help='only this: two trained rows A,B; their bounds per test image (the bits/dim '
+                   'images and x_t draws), and the mean difference A - B with its paired standard error, into results.json')
     a = p.parse_args(argv)
     RUNS, OUT = ROOT / a.runs, ROOT / a.results
     torch.set_num_threads(a.threads)
     rows = [r.strip() for r in a.rows.split(',') if r.strip()]
     bad = [r for r in rows if r not in ROWS]
     if bad: p.error(f"unknown rows {bad}; expected some of {ORDER}")
+    if a.fid_seeds < 1: p.error(f"--fid-seeds must be at least 1, got {a.fid_seeds}")
     OUT.mkdir(parents=True, exist_ok=True)
     logf = open(OUT / 'log.txt', 'a')
     def log(s):
@@ -249,14 +302,30 @@ def main(argv=None):
             done[row] = ancestral_row(row, a, log)
             done[row]['command'] = f"OMP_NUM_THREADS={a.threads} .venv/bin/python tools/ablation.py " + \
                                    shlex.join(argv if argv is not None else sys.argv[1:])
-            afile.write_text(json.dumps(done, indent=1))
+            cur = json.loads(afile.read_text()) if afile.exists() else {}    # (re-read: another process may have added rows)
+            cur[row] = done[row]
+            afile.write_text(json.dumps(cur, indent=1))
         return
     rfile = OUT / 'results.json'
     results = json.loads(rfile.read_text()) if rfile.exists() else {}
+    if a.paired:
+        pr = [r.strip() for r in a.paired.split(',')]
+        if len(pr) != 2 or not set(pr) <= set(ROWS): p.error(f"--paired needs two rows A,B of {ORDER}, got {a.paired!r}")
+        res = paired_bound(pr, a, log)
+        res['command'] = f"OMP_NUM_THREADS={a.threads} .venv/bin/python tools/ablation.py " + \
+                         shlex.join(argv if argv is not None else sys.argv[1:])
+        log(f"paired: {pr[0]} - {pr[1]} = {res['diff_mean']:.4f} ± {res['diff_se']:.4f} bits/dim (n = {res['n']})")
+        results = json.loads(rfile.read_text()) if rfile.exists() else {}     # (re-read: another run may have written)
+        results.setdefault('paired', {})['-'.join(pr)] = res
+        rfile.write_text(json.dumps(results, indent=1, ensure_ascii=False))
+        return
     settings = dict(steps=a.steps, batch_size=a.batch_size, seed=a.seed, n=a.n, ddim_steps=a.ddim_steps, bpd_n=a.bpd_n,
                     var_n=a.var_n, threads=a.threads)
-    demo = {k: v for k, v in vars(preset('demo_mini', device='cpu')).items() if k in
-            ('model', 'image_size', 'dropout', 'T', 'lr', 'warmup', 'grad_clip', 'ema_decay', 'hybrid_lambda')}
+    # (settings of the first, default-preset run keep their original keys, so its results.json still matches)
+    if a.preset != 'demo_mini' or a.lr is not None or a.fid_seeds > 1: settings.update(preset=a.preset, lr=a.lr, fid_seeds=a.fid_seeds)
+    demo = {k: v for k, v in vars(preset(a.preset, device='cpu')).items() if k in
+            ('model', 'image_size', 'dropout', 'T', 'lr', 'warmup', 'lr_schedule', 'grad_clip', 'ema_decay', 'hybrid_lambda')}
+    if a.lr is not None: demo['lr'] = a.lr
     results['setup'] = dict(settings=settings, demo_preset=demo, script=f"OMP_NUM_THREADS={a.threads} .venv/bin/python "
                             f"tools/ablation.py {shlex.join(argv if argv is not None else sys.argv[1:])}".strip(),
                             machine=dict(cpu=platform.processor() or platform.machine(), torch=torch.__version__,
