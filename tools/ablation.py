@@ -307,7 +307,6 @@ def main(argv=None):
             afile.write_text(json.dumps(cur, indent=1))
         return
     rfile = OUT / 'results.json'
-    results = json.loads(rfile.read_text()) if rfile.exists() else {}
     if a.paired:
         pr = [r.strip() for r in a.paired.split(',')]
         if len(pr) != 2 or not set(pr) <= set(ROWS): p.error(f"--paired needs two rows A,B of {ORDER}, got {a.paired!r}")
@@ -315,10 +314,11 @@ def main(argv=None):
         res['command'] = f"OMP_NUM_THREADS={a.threads} .venv/bin/python tools/ablation.py " + \
                          shlex.join(argv if argv is not None else sys.argv[1:])
         log(f"paired: {pr[0]} - {pr[1]} = {res['diff_mean']:.4f} ± {res['diff_se']:.4f} bits/dim (n = {res['n']})")
-        results = json.loads(rfile.read_text()) if rfile.exists() else {}     # (re-read: another run may have written)
+        results = json.loads(rfile.read_text()) if rfile.exists() else {}     # (read after the work: a run may have written)
         results.setdefault('paired', {})['-'.join(pr)] = res
         rfile.write_text(json.dumps(results, indent=1, ensure_ascii=False))
         return
+    results = json.loads(rfile.read_text()) if rfile.exists() else {}
     settings = dict(steps=a.steps, batch_size=a.batch_size, seed=a.seed, n=a.n, ddim_steps=a.ddim_steps, bpd_n=a.bpd_n,
                     var_n=a.var_n, threads=a.threads)
     # (settings of the first, default-preset run keep their original keys, so its results.json still matches)
