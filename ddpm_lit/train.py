@@ -105,6 +105,10 @@ PRESETS = {
     # progressive-coding results were trained with it
     'demo_mini': dict(model='mini', image_size=28, batch_size=64, steps=1500, lr=1e-3, warmup=100, ema_decay=0.999,
                       dropout=0.0, log_every=50, ckpt_every=250),
+    # the shipped reference model (ddpm_lit.pretrained): long CPU training in the background, resumed across days;
+    # a constant learning rate so that extending --steps on resume changes nothing before the old end
+    'reference': dict(model='patch64', image_size=28, batch_size=32, steps=400_000, lr=1e-3, warmup=500,
+                      parameterization='x0', min_snr_gamma=5.0, ema_decay=0.9995, dropout=0.0, log_every=100, ckpt_every=1000),
     'demo_gpu': dict(model='paper', steps=20000, warmup=1000, ema_decay=0.9995, log_every=200, ckpt_every=2000),
 }
 

@@ -166,6 +166,8 @@ MODEL_PRESETS = {
                   num_groups=8),                                                           # ~0.69 M, the first CPU demo
     'patch': dict(ch=32, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions='lowest',
                   num_groups=8, patch_size=2),                                             # ~0.70 M on 2x2 patches, the CPU demo
+    'patch64': dict(ch=64, ch_mult=(1, 2), num_res_blocks=2, attn_resolutions='lowest',
+                    num_groups=8, patch_size=2),                                           # ~4.0 M on 2x2 patches, the reference model
     'tiny':  dict(ch=32, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=()),             # for tests
 }
 
