@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from fastcore.docments import docments
 
-from .sample import SAMPLERS, generate, precision, resolve_device, save_grid, save_npz, to_uint8, from_uint8
+from .sample import SAMPLERS, describe_sampler, generate, precision, resolve_device, save_grid, save_npz, to_uint8, from_uint8
 from .posterior import VAR_TYPES
 from .train import PRESETS, CHOICES, RESUMABLE, TrainConfig, TrainingDiverged, checkpoints, load_run, open_run, preset
 from .metrics import evaluate
@@ -105,8 +105,8 @@ def _sampling_flags(p, n_default:int):
     p.add_argument('-n', '--n', type=_number(int, 1 if n_default == 64 else 0), default=n_default,
                    help=f'number of images (default {n_default})' + ('' if n_default == 64 else '; 0: skip FID') +
                         " (under torchrun write -n, or put -- after ddpm_lit: torchrun takes --n for its --nnodes)")
-    p.add_argument('--sampler', choices=list(SAMPLERS), default='ddpm', help='ancestral (Algorithm 2, T steps) or DDIM')
-    p.add_argument('--steps', type=_number(int, 1), default=50, help='DDIM steps (default 50)')
+    p.add_argument('--sampler', choices=list(SAMPLERS), default='ddpm', help='ancestral (Algorithm 2, T steps), DDIM, or the ODE solvers DPM-Solver++(2M) and (3M) (chapter 06)')
+    p.add_argument('--steps', type=_number(int, 1), default=50, help='network calls of ddim and dpm++ (default 50; dpm++2m needs ~10-20)')
     p.add_argument('--eta', type=_number(float, 0), default=0.0, help='DDIM eta (default 0: deterministic)')
     p.add_argument('--var-type', choices=list(VAR_TYPES), help="ancestral variance (default: the run's)")
     p.add_argument('--batch-size', type=_number(int, 1), default=256, help='sampling batch size (default 256)')
@@ -132,8 +132,13 @@ def _sample_parser(sub):
 
 def _progress(a): return False if a.no_progress else None     # None: a bar when stderr is a terminal
 
+def _check_sampler(a):
+    "Options that belong to another sampler are refused, not ignored"
+    if a.eta and a.sampler != 'ddim': raise CliError(f"--eta is DDIM's noise level; --sampler {a.sampler} does not use it")
+
 def cmd_sample(a):
     "Run `ddpm-lit sample`"
+    _check_sampler(a)
     env = dist_env()
     r = load_run(a.run, ema=not a.no_ema, device=init_distributed(a.device, env))   # under torchrun: this process's GPU
     k = None if a.cls is None else parse_class(a.cls, r.classes)
@@ -161,7 +166,7 @@ def cmd_sample(a):
     if a.npz:
         save_npz(u if env.torchrun else to_uint8(x), a.npz)
         print(f"wrote {a.npz} ({n} uint8 images)")
-    what = f"DDIM {a.steps} steps, eta={a.eta}" if a.sampler == 'ddim' else f"ancestral {r.sched.T} steps"
+    what = describe_sampler(a.sampler, a.steps, a.eta, r.sched.T)
     if k is not None: what += f"; class {'all, one row each' if k == 'all' else repr(r.classes[k])}, guidance w={a.guidance:g}"
     if env.torchrun: what += f"; {env.world_size} processes, chunks of {a.batch_size} seeded by (seed, chunk)"
     print(f"{n} samples ({what}) in {dt:.1f}s: {n / dt:.2f} images/s")
@@ -184,6 +189,7 @@ def _evaluate_parser(sub):
 
 def cmd_evaluate(a):
     "Run `ddpm-lit evaluate`"
+    _check_sampler(a)
     res = evaluate(a.run, n=a.n, sampler=a.sampler, steps=a.steps, eta=a.eta, var_type=a.var_type, batch_size=a.batch_size,
                    seed=a.seed, device=a.device, bpd_n=a.bpd_n, bpd_batch_size=a.bpd_batch_size, inception=a.inception,
                    ema=not a.no_ema, data_dir=a.data_dir, npz=a.npz, floor=not a.no_floor, progress=_progress(a),

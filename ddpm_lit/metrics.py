@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from .loss import vlb_terms
 from .posterior import check_choice
-from .sample import SAMPLERS, generate, resolve_device, to_uint8, from_uint8, save_npz
+from .sample import SAMPLERS, describe_sampler, generate, resolve_device, to_uint8, from_uint8, save_npz
 from .train import load_run, load_data
 from .guidance import balanced_labels
 
@@ -285,7 +285,7 @@ def _default_bpd_n(device)->int:
 
 def evaluate(run:str,                 # a run directory (its latest checkpoint) or a checkpoint file
              n:int=1000,              # samples for FID (0: skip FID)
-             sampler:str='ddpm',      # 'ddpm' (ancestral, T steps) or 'ddim'
+             sampler:str='ddpm',      # 'ddpm' (ancestral, T steps), 'ddim', 'dpm++2m' or 'dpm++3m'
              steps:int=50,            # DDIM steps
              eta:float=0.0,           # DDIM η
              var_type:str=None,       # ancestral variance; default: the run's
@@ -344,8 +344,8 @@ def evaluate(run:str,                 # a run directory (its latest checkpoint) 
         else:
             x = generate(r.model, sched, n, r.shape, sampler, steps, eta, vt, cfg.parameterization, batch_size, seed,
                          cfg.bf16, progress, y=y, w=guidance)
-            res.update(sampler=sampler, steps=steps if sampler == 'ddim' else sched.T, eta=eta if sampler == 'ddim' else None,
-                       var_type=None if sampler == 'ddim' else vt, n=n, sample_time_s=round(time.time() - t0, 1))
+            res.update(sampler=sampler, steps=sched.T if sampler == 'ddpm' else steps, eta=eta if sampler == 'ddim' else None,
+                       var_type=vt if sampler == 'ddpm' else None, n=n, sample_time_s=round(time.time() - t0, 1))
         if y is not None: res.update(class_cond=True, guidance=guidance, classes=r.classes)
         if npz:
             save_npz(to_uint8(x), npz); res['samples_npz'] = str(npz)
@@ -355,7 +355,7 @@ def evaluate(run:str,                 # a run directory (its latest checkpoint) 
             res.update(fid=f.fid, fid_n=f.n_a, fid_ref_n=f.n_b, classifier_score=classifier_score(x, clf),
                        fid_features=f"penultimate layer ({clf.feature_dim}-d) of the shipped Fashion-MNIST classifier")
             how = (f"samples from {samples}" if samples is not None else
-                   f"{f'DDIM {steps} steps, eta {eta:g}' if sampler == 'ddim' else f'ancestral {sched.T} steps'}, seed {seed}")
+                   f"{describe_sampler(sampler, steps, eta, sched.T)}, seed {seed}")
             log(f"FID {f.fid:.4f}  (classifier features; n = {f.n_a} samples vs {f.n_b} test images; {how}, step {r.step}); "
                 f"classifier score {res['classifier_score']:.3f}")
             if y is not None:   # a conditional run: does each sample show its class, and how good is each class?
