@@ -17,7 +17,7 @@ from fastcore.docments import docments
 
 from .sample import SAMPLERS, describe_sampler, generate, precision, resolve_device, save_grid, save_npz, to_uint8, from_uint8
 from .posterior import VAR_TYPES
-from .train import PRESETS, CHOICES, RESUMABLE, TrainConfig, TrainingDiverged, checkpoints, load_run, open_run, preset
+from .train import PRETRAINED, PRESETS, CHOICES, RESUMABLE, TrainConfig, TrainingDiverged, checkpoints, load_run, open_run, preset
 from .metrics import evaluate
 from .guidance import parse_class
 from .inpaint import read_image, read_mask, repaint_sample, smc_inpaint
@@ -101,7 +101,7 @@ def cmd_train(a):
 # %% ../nbs/09_cli.ipynb #393e9e04
 def _sampling_flags(p, n_default:int):
     "The options `sample` and `evaluate` share"
-    p.add_argument('run', help='a run directory (its latest checkpoint) or a checkpoint file')
+    p.add_argument('run', help='a run directory (its latest checkpoint), a checkpoint file, or pretrained:NAME (a shipped model)')
     p.add_argument('-n', '--n', type=_number(int, 1 if n_default == 64 else 0), default=n_default,
                    help=f'number of images (default {n_default})' + ('' if n_default == 64 else '; 0: skip FID') +
                         " (under torchrun write -n, or put -- after ddpm_lit: torchrun takes --n for its --nnodes)")
@@ -159,7 +159,7 @@ def cmd_sample(a):
         x = from_uint8(u)                                     # the npz's uint8 images, back in [-1, 1] for the grid
     else: x = generate(*args, _progress(a), y=y, w=a.guidance)
     dt = time.time() - t0
-    out = a.out or (None if a.npz else str(r.run_dir / 'samples.png'))
+    out = a.out or (None if a.npz else str((r.run_dir or Path('.')) / 'samples.png'))   # a shipped model: the current folder
     if out:
         save_grid(x[:a.grid_n], out, nrow=nrow)
         print(f"wrote {out}" + (f" (the first {min(a.grid_n, n)} images)" if a.grid_n else ''))
@@ -195,7 +195,9 @@ def cmd_evaluate(a):
                    ema=not a.no_ema, data_dir=a.data_dir, npz=a.npz, floor=not a.no_floor, progress=_progress(a),
                    guidance=a.guidance, samples=a.samples)
     run = Path(a.run)
-    out = Path(a.json) if a.json else (run if run.is_dir() else run.parent.parent) / 'eval.json'
+    if a.json: out = Path(a.json)
+    elif a.run.startswith(PRETRAINED): out = Path(f"eval_{a.run[len(PRETRAINED):]}.json")   # a shipped model: the current folder
+    else: out = (run if run.is_dir() else run.parent.parent) / 'eval.json'
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1))
     print(f"wrote {out}")
@@ -206,7 +208,7 @@ def _inpaint_parser(sub):
                        description='Inpaint an image with a trained run: pixels where the mask is white (>= 128) are kept, '
                                    'black ones are generated with RePaint (Lugmayr et al. 2022). Writes a PNG grid: the input '
                                    'with its hole, then --n variations.')
-    p.add_argument('run', help='a run directory (its latest checkpoint) or a checkpoint file')
+    p.add_argument('run', help='a run directory (its latest checkpoint), a checkpoint file, or pretrained:NAME (a shipped model)')
     p.add_argument('--image', required=True, help="the image to complete, the run's size (28x28 for a 32-px run is padded)")
     p.add_argument('--mask', required=True, help='same size: white = keep, black = generate')
     p.add_argument('--out', required=True, help='PNG grid to write')
@@ -254,7 +256,7 @@ def _export_parser(sub):
     p = sub.add_parser('export', help='write a run as a diffusers pipeline folder',
                        description="Write a run's network and schedule as a folder that diffusers' DDPMPipeline.from_pretrained "
                                    "loads: a UNet2DModel (EMA weights by default) and a DDPMScheduler. Needs diffusers.")
-    p.add_argument('run', help='a run directory (its latest checkpoint) or a checkpoint file')
+    p.add_argument('run', help='a run directory (its latest checkpoint), a checkpoint file, or pretrained:NAME (a shipped model)')
     p.add_argument('--format', choices=['diffusers'], default='diffusers', help='the output format (default: diffusers)')
     p.add_argument('--out', required=True, help='the folder to write; it must not exist or be empty')
     p.add_argument('--no-ema', action='store_true', help='export the raw weights instead of the EMA')

@@ -1,0 +1,49 @@
+"""Ship a trained run as a package model: ddpm_lit/weights/NAME.safetensors (EMA weights + config + model card).
+
+    .venv/bin/python tools/ship_pretrained.py runs/reference fashion_mnist --eval results/reference/eval_ddim50_n1000.json ... --results results/reference
+
+The card holds the recipe (the run's resolved TrainConfig), the images seen, the training time (summed from the run's
+metrics.jsonl, so pauses between sessions do not count), the hardware line given with --hardware, the command that
+retrains it, and every evaluation JSON passed with --eval (as `ddpm-lit evaluate --json` wrote it). The card is also
+written beside the results (--results) as card.json, with the run's metrics.jsonl, so a reader can see it without loading the weights.
+"""
+import argparse, json
+from pathlib import Path
+from ddpm_lit.train import load_run, save_pretrained, pretrained_path
+
+def training_log(run_dir:Path, upto:int)->list:
+    "The run's metrics.jsonl records up to step `upto` (the shipped checkpoint's)"
+    return [r for r in (json.loads(l) for l in open(run_dir / 'metrics.jsonl') if l.strip()) if r['step'] <= upto]
+
+def training_summary(run_dir:Path, recs:list)->dict:
+    "Steps, images seen and compute time of a run, from its metrics.jsonl records (each covers log_every steps)"
+    cfg = json.loads((run_dir / 'config.json').read_text())
+    secs, prev = 0.0, 0
+    for r in recs:
+        secs += (r['step'] - prev) * cfg['batch_size'] / r['images_per_s']; prev = r['step']
+    return dict(steps=prev, images_seen=prev * cfg['batch_size'], epochs=round(prev * cfg['batch_size'] / 60000, 2),
+                train_seconds=round(secs), final_loss=recs[-1]['loss'])
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('run'); p.add_argument('name')
+    p.add_argument('--results', required=True, help='the results folder that gets card.json (e.g. results/reference)')
+    p.add_argument('--eval', nargs='*', default=[], help='ddpm-lit evaluate JSON files to put on the card')
+    p.add_argument('--hardware', default='2-core CPU (x86-64), one thread for training')
+    p.add_argument('--command', default='OMP_NUM_THREADS=1 ddpm-lit train --preset reference --out runs/reference '
+                                        '(then --resume, as often as wanted; --steps N extends it)')
+    a = p.parse_args()
+    r = load_run(a.run)
+    recs = training_log(Path(a.run), r.step)
+    card = dict(name=a.name, recipe=json.loads((Path(a.run) / 'config.json').read_text()), network=r.model.config,
+                parameters=sum(q.numel() for q in r.model.parameters()), checkpoint_step=r.step, hardware=a.hardware,
+                command=a.command, training=training_summary(Path(a.run), recs),
+                evaluations=[json.loads(Path(e).read_text()) | {'file': str(e)} for e in a.eval])
+    out = save_pretrained(r, pretrained_path(a.name), card)
+    res = Path(a.results); res.mkdir(parents=True, exist_ok=True)
+    (res / 'card.json').write_text(json.dumps(card, indent=1))
+    (res / 'metrics.jsonl').write_text(''.join(json.dumps(x) + '\n' for x in recs))   # the training curve, for the chapter
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, step {r.step}) and {res / 'card.json'}")
+
+if __name__ == '__main__':
+    main()
