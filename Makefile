@@ -6,12 +6,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help install system-deps demo test test-slow lab export clean-nbs sync-check readme docs bench-cpu
+.PHONY: help install system-deps demo test test-fast test-slow lab export clean-nbs sync-check readme docs bench-cpu
 
 help:
 	@echo "make demo      train a small DDPM on Fashion-MNIST and sample a grid (sets up .venv)"
 	@echo "make test      run every notebook (nbdev's runner) and tests/ under pytest (sets up .venv)"
-	@echo "make test-slow the same, also running cells flagged 'slow' (real training)"
+	@echo "make test-fast the quick loop: tests/ without the notebooks, torchrun, the wheel and the browsers (< 2 min)"
+	@echo "make test-slow the same as make test, also running cells flagged 'slow' (real training)"
 	@echo "make export    nbdev-export + nbdev-clean: regenerate ddpm_lit/ from nbs/"
 	@echo "make readme    regenerate README.md from nbs/index.ipynb (offline, no Quarto)"
 	@echo "make docs      build the static documentation site into docs/ (offline, no Quarto)"
@@ -51,6 +52,10 @@ demo: $(STAMP) system-deps
 # Two pytest workers with one thread each use the two cores better than one process with two threads.
 test: $(STAMP) system-deps
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 tests
+
+# the quick inner loop: every test not marked slow (no notebooks, torchrun, wheel or browser), under two minutes
+test-fast: $(STAMP) system-deps
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 -m "not slow" tests
 
 test-slow: $(STAMP) system-deps
 	DDPM_LIT_FORCE_FLAGS=slow OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 tests

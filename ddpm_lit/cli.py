@@ -9,15 +9,16 @@ __all__ = ['CliError', 'add_config_flags', 'cmd_train', 'cmd_sample', 'cmd_evalu
            'main']
 
 # %% ../nbs/09_cli.ipynb #862580d7
-import argparse, dataclasses, json, math, re, sys, time, typing
+import argparse, dataclasses, json, math, os, sys, time, typing
 from pathlib import Path
 import numpy as np
 import torch
 from fastcore.docments import docments
 
 from .sample import SAMPLERS, describe_sampler, generate, precision, resolve_device, save_grid, save_npz, to_uint8, from_uint8
-from .posterior import VAR_TYPES
-from .train import PRETRAINED, PRESETS, CHOICES, RESUMABLE, TrainConfig, TrainingDiverged, checkpoints, load_run, open_run, preset
+from .posterior import VAR_TYPES, ConfigError
+from .train import (PRETRAINED, PRESETS, CHOICES, RESUMABLE, TrainConfig, TrainingDiverged, RunLocked, CheckpointError,
+                                checkpoints, load_run, open_run, preset)
 from .metrics import evaluate
 from .guidance import parse_class
 from .inpaint import read_image, read_mask, repaint_sample, smc_inpaint
@@ -38,6 +39,7 @@ def _number(kind, lo=None):
     def f(s):
         try: v = kind(s)
         except ValueError: raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {s!r}") from None
+        if not math.isfinite(v): raise argparse.ArgumentTypeError(f"expected a finite number, got {s}")
         if lo is not None and v < lo: raise argparse.ArgumentTypeError(f"must be >= {lo}, got {s}")
         return v
     f.__name__ = kind.__name__
@@ -83,19 +85,16 @@ def cmd_train(a):
         a.resume = True
         if env.main: print(f"torchrun restart {env.restart}: resuming {a.out} from {checkpoints(a.out)[-1].name}", file=sys.stderr)
     try: tr = open_run(a.out, None if a.resume else preset(a.preset, **given), a.resume, **(given if a.resume else {}))
-    except ValueError as e:
-        msg = str(e)
-        if msg.startswith('TrainConfig'):    # a bad value for a flag: a usage error, named as the flag
-            a.parser.error(re.sub(r'^TrainConfig\.(\w+)=', lambda m: f"argument {_flag(m.group(1))}: invalid value ", msg)
-                           .replace('TrainConfig: ', ''))
-        raise
+    except ConfigError as e:                 # a bad value for a flag: a usage error, named as the flag
+        a.parser.error(f"argument {_flag(e.field)}: " + (f"invalid value {e.value!r}: expected {e.want}" if e.want else
+                                                          str(e).replace('TrainConfig: ', '')))
     n_params = sum(p.numel() for p in tr.model.parameters())
     procs = f" x {env.world_size} processes (global batch {tr.cfg.batch_size})" if env.active else ''
     if env.main: print(f"training {tr.cfg.model} U-Net ({n_params / 1e6:.2f}M parameters) on {tr.data} with {tr.device}{procs}; "
                        f"step {tr.step} -> {tr.cfg.steps}; run directory {a.out}", file=sys.stderr)
     t0 = time.time()
     try: tr.fit(progress=not a.no_progress)
-    finally: close_distributed()
+    finally: tr.close(); close_distributed()
     if env.main: print(f"done: step {tr.step} in {time.time() - t0:.0f}s; checkpoint {checkpoints(a.out)[-1]}; metrics {Path(a.out) / 'metrics.jsonl'}")
 
 # %% ../nbs/09_cli.ipynb #393e9e04
@@ -211,7 +210,9 @@ def _inpaint_parser(sub):
     p.add_argument('run', help='a run directory (its latest checkpoint), a checkpoint file, or pretrained:NAME (a shipped model)')
     p.add_argument('--image', required=True, help="the image to complete, the run's size (28x28 for a 32-px run is padded)")
     p.add_argument('--mask', required=True, help='same size: white = keep, black = generate')
-    p.add_argument('--out', required=True, help='PNG grid to write')
+    p.add_argument('--out', help='PNG grid to write: the input with its hole, then the completions (default: none with --npz)')
+    p.add_argument('--npz', help='also write the completions as uint8 [N, H, W, C] under arr_0, and the mask (uint8 [H, W], 1 = '
+                                 'kept) under mask')
     p.add_argument('--n', type=_number(int, 1), default=4, help='variations to generate (default 4)')
     p.add_argument('--seed', type=int, default=0, help='seeds the noise (default 0)')
     p.add_argument('--jump-length', type=_number(int, 1), help='RePaint jump length j (default 10)')
@@ -225,6 +226,7 @@ def _inpaint_parser(sub):
 
 def cmd_inpaint(a):
     "Run `ddpm-lit inpaint`"
+    if not (a.out or a.npz): raise CliError("give --out (a PNG grid) and/or --npz (the completions as an array)")
     r = load_run(a.run, ema=not a.no_ema, device=resolve_device(a.device))
     dev = next(r.model.parameters()).device
     C, S, _ = r.shape
@@ -242,9 +244,14 @@ def cmd_inpaint(a):
             j, rs = a.jump_length or 10, a.resample or 10
             out = repaint_sample(r.model, r.sched, x0, m, j, rs, r.cfg.var_type, r.cfg.parameterization, generator=g, progress=bar)
             how = f"RePaint j={j}, r={rs}"
-    hole = x * m + (1 - m) * -1.0                                   # the input, generated region shown black
-    save_grid(torch.cat([hole, out.float()]).cpu(), a.out, nrow=a.n + 1)
-    print(f"wrote {a.out}: the masked input, then {a.n} inpaintings ({how}) in {time.time() - t0:.0f}s")
+    if a.out:
+        hole = x * m + (1 - m) * -1.0                               # the input, generated region shown black
+        save_grid(torch.cat([hole, out.float()]).cpu(), a.out, nrow=a.n + 1)
+        print(f"wrote {a.out}: the masked input, then {a.n} inpaintings ({how})")
+    if a.npz:
+        save_npz(to_uint8(out.float()), a.npz, mask=(m[0, 0] > 0.5).to(torch.uint8).cpu().numpy())
+        print(f"wrote {a.npz}: {a.n} inpaintings ({how}) under arr_0, the mask under mask")
+    print(f"{a.n} inpaintings in {time.time() - t0:.0f}s")
 
 # %% ../nbs/09_cli.ipynb #c44460e3
 def _need_diffusers():
@@ -303,8 +310,13 @@ def main(argv=None):
     "The `ddpm-lit` command"
     a = _parser().parse_args(argv)
     try: a.func(a)
-    except (CliError, FileNotFoundError, FileExistsError, ValueError, TrainingDiverged) as e:
+    except (CliError, FileNotFoundError, FileExistsError, ValueError, TrainingDiverged, RunLocked, CheckpointError) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         sys.stderr.write(f"ddpm-lit {a.command}: error: {msg}\n"); sys.exit(1)
     except KeyboardInterrupt:
         sys.stderr.write(f"ddpm-lit {a.command}: interrupted\n"); sys.exit(130)
+    except Exception as e:   # anything else (out of memory, a full disk, ...): one line, the traceback on request
+        if os.environ.get('DDPM_LIT_DEBUG'): raise
+        msg = (str(e).strip().splitlines() or [''])[0][:300]
+        sys.stderr.write(f"ddpm-lit {a.command}: error: {type(e).__name__}: {msg} (DDPM_LIT_DEBUG=1 shows the traceback)\n")
+        sys.exit(1)

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .data import ImageBatches
+from .posterior import ConfigError
 from .sample import resolve_device, generate, to_uint8
 
 # %% ../nbs/14_scale.ipynb #fe8efecb
@@ -63,8 +64,8 @@ def check_global_batch(batch_size:int, # the global batch (--batch-size)
                       ):
     "A one-line error unless the global batch divides evenly over the processes"
     if batch_size % world_size:
-        raise ValueError(f"TrainConfig.batch_size={batch_size}: expected a multiple of the {world_size} processes "
-                         f"(--batch-size is the global batch, split evenly over them)")
+        raise ConfigError('batch_size', batch_size, f"a multiple of the {world_size} processes "
+                                                    f"(--batch-size is the global batch, split evenly over them)")
 
 def init_distributed(device,                     # the --device flag
                      env:DistEnv=None,           # this process's place (default: dist_env())

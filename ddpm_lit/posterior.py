@@ -6,7 +6,8 @@ Docs: https://ddpm-lit.github.io/ddpm_lit/posterior.html.md"""
 
 # %% auto #0
 __all__ = ['PARAMETERIZATIONS', 'VAR_TYPES', 'LEARNED_VAR_TYPES', 'q_posterior', 'predict_x0_from_eps', 'predict_eps_from_x0',
-           'check_choice', 'out_channels', 'predict_x0_from_mu', 'split_model_output', 'p_mean_variance', 'predict_eps']
+           'ConfigError', 'check_choice', 'out_channels', 'predict_x0_from_mu', 'split_model_output', 'p_mean_variance',
+           'predict_eps']
 
 # %% ../nbs/02_posterior.ipynb #4ccfa257
 import torch
@@ -53,6 +54,12 @@ def predict_eps_from_x0(sched:NoiseSchedule, # the noise schedule
 PARAMETERIZATIONS = ('eps', 'x0', 'mu')
 VAR_TYPES = ('fixed_small', 'fixed_large', 'learned', 'learned_range')
 LEARNED_VAR_TYPES = ('learned', 'learned_range')
+
+class ConfigError(ValueError):
+    "A bad setting that carries its field (`.field`, `.value`, `.want`): a command line names its flag without parsing text"
+    def __init__(self, field:str, value, want:str=None, message:str=None, owner:str='TrainConfig'):
+        self.field, self.value, self.want = field, value, want
+        super().__init__(message or f"{owner}.{field}={value!r}: expected {want}")
 
 def check_choice(name:str, value, choices:tuple):
     "A one-line ValueError unless `value` is one of `choices`"

@@ -256,11 +256,12 @@ def _write_atomic(path, write)->Path:
 
 def save_npz(u, # uint8 images [N,H,W,C] (array or tensor), as `to_uint8` makes them
              path, # the .npz to write (its folder is created); written whole or not at all
+             **extra, # more arrays to store under their names (e.g. an inpainting mask)
             )->Path:
-    "Write uint8 images under key `arr_0` (the layout FID tools read), atomically"
+    "Write uint8 images under key `arr_0` (the layout FID tools read), and any `extra` arrays, atomically"
     u = np.asarray(u)
     if u.dtype != np.uint8 or u.ndim != 4: raise ValueError(f"save_npz: expected uint8 images [N,H,W,C], got {u.dtype} {u.shape}")
-    return _write_atomic(path, lambda f: np.savez(f, arr_0=u))
+    return _write_atomic(path, lambda f: np.savez(f, arr_0=u, **{k: np.asarray(v) for k, v in extra.items()}))
 
 def image_grid(x:Tensor,    # images [B,C,H,W] in [-1, 1]
                nrow:int=8,  # images per row

@@ -6,12 +6,12 @@ Docs: https://ddpm-lit.github.io/ddpm_lit/train.html.md"""
 
 # %% auto #0
 __all__ = ['CHOICES', 'RESUMABLE', 'PRESETS', 'CKPT_KIND', 'PRETRAINED', 'PRETRAINED_KIND', 'TrainConfig', 'preset', 'lr_at',
-           'ema_decay_at', 'ema_update', 'TrainingDiverged', 'atomic_save', 'checkpoints', 'load_checkpoint',
-           'load_data', 'build_model', 'data_classes', 'Trainer', 'open_run', 'train', 'Run', 'pretrained_path',
-           'available_pretrained', 'save_pretrained', 'load_run', 'load_model']
+           'ema_decay_at', 'ema_update', 'TrainingDiverged', 'RunLocked', 'CheckpointError', 'lock_run', 'atomic_save',
+           'checkpoints', 'load_checkpoint', 'load_data', 'build_model', 'data_classes', 'Trainer', 'open_run', 'train',
+           'Run', 'pretrained_path', 'available_pretrained', 'save_pretrained', 'load_run', 'load_model']
 
 # %% ../nbs/05_train.ipynb #e38fd092
-import copy, json, math, os, signal, threading, time
+import copy, fcntl, json, math, os, signal, socket, sys, threading, time
 from dataclasses import dataclass, asdict, replace
 from importlib.resources import files
 from pathlib import Path
@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .schedule import NoiseSchedule
-from .posterior import VAR_TYPES, LEARNED_VAR_TYPES, PARAMETERIZATIONS, out_channels
+from .posterior import VAR_TYPES, LEARNED_VAR_TYPES, PARAMETERIZATIONS, ConfigError, out_channels
 from .loss import LOSSES, training_losses
 from .unet import UNet, MODEL_PRESETS
 from .data import IMAGE_DATASETS, ImageData, load_image_data
@@ -71,7 +71,7 @@ class TrainConfig:
         for name, choices in CHOICES.items():
             v = getattr(self, name)
             if v not in choices and not (name == 'channels' and v is None):
-                raise ValueError(f"TrainConfig.{name}={v!r}: expected one of {list(choices)}")
+                raise ConfigError(name, v, f"one of {list(choices)}")
         checks = [('T', self.T >= 2, "an integer >= 2"), ('lr', self.lr > 0, "> 0"), ('image_size', self.image_size >= 4, ">= 4"),
                   ('batch_size', self.batch_size >= 1, ">= 1"), ('steps', self.steps >= 0, ">= 0"),
                   ('warmup', self.warmup >= 0, ">= 0"), ('grad_clip', self.grad_clip > 0, "> 0"),
@@ -82,13 +82,14 @@ class TrainConfig:
                   ('p_uncond', 0 <= self.p_uncond <= 1, "in [0, 1]"), ('min_snr_gamma', self.min_snr_gamma >= 0, ">= 0 (0: unweighted)"),
                   ('channels', self.channels is None or self.dataset == 'folder', "unset except for dataset 'folder'")]
         for name, ok, want in checks:
-            if not ok: raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r}: expected {want}")
+            if not ok: raise ConfigError(name, getattr(self, name), want)
         if self.loss == 'simple' and self.var_type in LEARNED_VAR_TYPES:
-            raise ValueError(f"TrainConfig: var_type={self.var_type!r} is learned, but loss 'simple' gives the variance no "
-                             f"gradient: use loss 'vlb' or 'hybrid'")
+            raise ConfigError('var_type', self.var_type, message=f"TrainConfig: var_type={self.var_type!r} is learned, but loss "
+                              f"'simple' gives the variance no gradient: use loss 'vlb' or 'hybrid'")
         if self.min_snr_gamma and (self.parameterization == 'mu' or self.loss == 'vlb'):
-            raise ValueError(f"TrainConfig: min_snr_gamma weights L_simple of an 'eps' or 'x0' model, not loss {self.loss!r} "
-                             f"with parameterization {self.parameterization!r}: set it to 0 (--min-snr-gamma 0)")
+            raise ConfigError('min_snr_gamma', self.min_snr_gamma, message=f"TrainConfig: min_snr_gamma weights L_simple of an "
+                              f"'eps' or 'x0' model, not loss {self.loss!r} with parameterization {self.parameterization!r}: "
+                              f"set it to 0 (--min-snr-gamma 0)")
 
 # the allowed values of the settings that have a fixed set (the command line's `choices` too)
 CHOICES = dict(dataset=IMAGE_DATASETS, channels=(1, 3), model=tuple(MODEL_PRESETS), schedule=('linear', 'cosine'),
@@ -147,6 +148,23 @@ CKPT_KIND = 'ddpm_lit.train/1'
 class TrainingDiverged(RuntimeError):
     "The loss became NaN or infinite"
 
+class RunLocked(RuntimeError):
+    "Another process is training in this run directory"
+
+class CheckpointError(RuntimeError):
+    "A checkpoint could not be written (disk full, read-only folder, ...); the previous one is intact"
+
+def lock_run(run_dir:Path): # the run directory (created if missing)
+    "An exclusive lock on run_dir/.lock, held while the returned file stays open: one writer per run (a killed holder frees it)"
+    run_dir = Path(run_dir); run_dir.mkdir(parents=True, exist_ok=True)
+    f = open(run_dir / '.lock', 'a+')
+    try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0); who = f.read().strip() or 'another process'; f.close()
+        raise RunLocked(f"{run_dir} is being trained by {who}; wait for it to end, or train into another directory") from None
+    f.seek(0); f.truncate(); f.write(f"pid {os.getpid()} on {socket.gethostname()}"); f.flush()
+    return f
+
 def atomic_save(obj, path:Path):
     "torch.save `obj` to `path` via a temporary file and an atomic rename, as chapter 06 writes grids and .npz files"
     _write_atomic(path, lambda f: torch.save(obj, f))
@@ -158,14 +176,18 @@ def checkpoints(run_dir:Path)->list:
 def load_checkpoint(path:Path, map_location='cpu')->dict:
     "Read a ddpm_lit checkpoint (a run directory's latest, or a file) safely: no code execution, one-line errors"
     path = Path(path)
-    if path.is_dir():
+    if path.is_dir():   # the newest checkpoint that reads completely; a damaged newer one is named and skipped, never deleted
         cks = checkpoints(path)
         if not cks: raise FileNotFoundError(f"no checkpoints in {path} (expected {path}/checkpoints/step_*.pt)")
-        path = cks[-1]
+        for i, p in enumerate(reversed(cks)):
+            try: return load_checkpoint(p, map_location)
+            except ValueError as e:
+                if i == len(cks) - 1: raise
+                print(f"warning: {e}; using {cks[-2 - i].name} instead", file=sys.stderr)
     if not path.is_file(): raise FileNotFoundError(f"checkpoint not found: {path}")
     try: ck = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
-        raise ValueError(f"{path} is not a readable ddpm_lit checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+        raise ValueError(f"{path} is damaged or not a ddpm_lit checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:80]})") from None
     if not isinstance(ck, dict) or ck.get('kind') != CKPT_KIND:
         raise ValueError(f"{path} is not a ddpm_lit training checkpoint (kind {ck.get('kind') if isinstance(ck, dict) else type(ck).__name__!r})")
     ck['path'] = str(path)
@@ -217,7 +239,11 @@ class Trainer:
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, fused=self.device.type == 'cuda')
         net = wrap_ddp(self.model, self.device, self.env)   # DDP averages the gradients; the EMA reads self.model
         self.fwd = torch.compile(net) if cfg.compile else net
-        self.step, self._stop = 0, None
+        self.step, self._stop, self._lock = 0, None, None
+
+    def close(self):
+        "Release the run directory's lock (`open_run` takes it; a process that ends releases it too)"
+        if self._lock: self._lock.close(); self._lock = None
 
     # ---- state ----
     def state_dict(self)->dict:
@@ -237,7 +263,11 @@ class Trainer:
         "Write a checkpoint of the current step atomically and prune old ones"
         path = self.run_dir / 'checkpoints' / f"step_{self.step:08d}.pt"
         if self.env.main:                # every process holds the same state; rank 0 writes it
-            atomic_save(self.state_dict(), path)
+            try: atomic_save(self.state_dict(), path)
+            except OSError as e:         # disk full, read-only: nothing half-written stays, nothing older is touched
+                prev = checkpoints(self.run_dir)
+                raise CheckpointError(f"could not write checkpoint {path} ({e.strerror or e}); training stopped at step {self.step}; "
+                                      f"{'the last checkpoint ' + prev[-1].name + ' is intact' if prev else 'no checkpoint was written'}") from None
             for old in checkpoints(self.run_dir)[:-self.cfg.keep_ckpts]: old.unlink(missing_ok=True)
         barrier(self.env)                # no process runs ahead of a checkpoint
         return path
@@ -355,6 +385,7 @@ class Trainer:
                     if self.env.active: stop = stop_any            # processes stop together, at a log line
                 if cfg.sample_every and self.step % cfg.sample_every == 0 and self.env.main: self.sample_grid(steps=50)
                 if not self.env.active: stop = self._stop is not None
+            if self.step == 0 and not checkpoints(self.run_dir): self.save()   # steps=0: the initial checkpoint, and stop
             if stop:
                 # finish cleanly: check the pending loss, then save where we are
                 if run_n and not math.isfinite((run_loss / run_n).item()):
@@ -372,8 +403,18 @@ def open_run(run_dir:str,            # the run directory
              data:ImageData=None,    # data to use instead of loading cfg.dataset
              **changes,              # TrainConfig fields to set (on resume: only RESUMABLE ones may differ)
             )->Trainer:
-    "Start a run or resume one: the one way `train()` and `ddpm-lit train` begin"
-    run_dir, has = Path(run_dir), bool(checkpoints(run_dir))
+    "Start a run or resume one: the one way `train()` and `ddpm-lit train` begin; the trainer holds the run's lock (`close()`)"
+    run_dir = Path(run_dir)
+    lock = lock_run(run_dir) if dist_env().main else None   # before anything is read or written: one writer per run
+    try: tr = _open_locked(run_dir, cfg, resume, data, **changes)
+    except BaseException:
+        if lock: lock.close()
+        raise
+    tr._lock = lock
+    return tr
+
+def _open_locked(run_dir:Path, cfg:TrainConfig, resume:bool, data:ImageData, **changes)->Trainer:
+    has = bool(checkpoints(run_dir))
     if resume:
         if not has: raise FileNotFoundError(f"--resume: no checkpoints in {run_dir}/checkpoints to resume from")
         tr = Trainer.resume(run_dir, data, **{**(asdict(cfg) if cfg else {}), **changes})
@@ -393,8 +434,10 @@ def train(cfg:TrainConfig,        # the configuration (see `preset`)
           data:ImageData=None,    # data to use instead of loading cfg.dataset
           progress:bool=True,     # show a progress bar
          )->Trainer:
-    "Train (or resume) a run and return its Trainer"
-    return open_run(run_dir, cfg, resume, data).fit(progress=progress)
+    "Train (or resume) a run and return its Trainer (the run's lock released)"
+    tr = open_run(run_dir, cfg, resume, data)
+    try: return tr.fit(progress=progress)
+    finally: tr.close()
 
 # %% ../nbs/05_train.ipynb #a95b8ab2
 @dataclass

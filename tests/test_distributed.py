@@ -7,6 +7,8 @@ import json, os, signal, subprocess, sys, time
 from pathlib import Path
 
 import pytest
+
+pytestmark = pytest.mark.slow   # `make test-fast` leaves it out; `make test` runs it
 import torch
 
 from conftest import EXE, cli

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow   # `make test-fast` leaves it out; `make test` runs it
+
 from conftest import chrome_driver
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow   # `make test-fast` leaves it out; `make test` runs it
+
 from conftest import ROOT, _children, chrome_driver
 
 CHAPTER = ROOT / 'nbs' / '00_schedule.ipynb'

@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
+
+pytestmark = pytest.mark.slow   # `make test-fast` leaves it out; `make test` runs it
 from nbdev.config import get_config
 from nbdev.test import test_nb as run_notebook
 
