@@ -40,7 +40,6 @@ system-deps:
 
 demo: SYSTEM_DEPS := data
 demo: $(STAMP) system-deps
-	$(BIN)/python tools/get_fashion_mnist.py
 	@# a second `make demo` continues (or just re-samples) the run instead of refusing its directory
 	$(BIN)/ddpm-lit train --preset demo --out runs/demo $(if $(wildcard runs/demo/checkpoints/step_*.pt),--resume)
 	@# one sampling pass: 500 images (DDIM-50, eta 1, seed 0) for the FID; the grid shows the first 64

@@ -101,10 +101,10 @@ RESUMABLE = ('steps', 'device', 'log_every', 'ckpt_every', 'keep_ckpts', 'sample
 PRESETS = {
     'paper': {},
     'cifar10': dict(dataset='cifar10', model='paper'),
-    # about 5 minutes on two CPU cores (~135 images/s; make demo and the README have the times); on a GPU the paper's network
+    # `make demo` on two CPU cores (the README has its measured time); on a GPU the paper's network
     'demo': dict(model='patch', image_size=28, batch_size=16, steps=1600, lr=5e-3, warmup=100, lr_schedule='cosine',
                  parameterization='x0', min_snr_gamma=2.0, ema_decay=0.995, dropout=0.0, log_every=50, ckpt_every=300),
-    # the first CPU demo (until 2026-11): the 'mini' U-Net at batch 64, ~15 minutes; the committed ablation, guidance and
+    # the first CPU demo: the 'mini' U-Net at batch 64, ~15 minutes; the committed ablation, guidance and
     # progressive-coding results were trained with it
     'demo_mini': dict(model='mini', image_size=28, batch_size=64, steps=1500, lr=1e-3, warmup=100, ema_decay=0.999,
                       dropout=0.0, log_every=50, ckpt_every=250),
@@ -449,6 +449,7 @@ class Run:
     step:int               # the training step of the checkpoint
     path:Path              # the checkpoint file
     classes:list = None    # a class-conditional run's class names (label k is classes[k]); None: unconditional
+    card:dict = None       # a shipped model's card (`pretrained:NAME`: recipe, training, evaluations); None for a run
     @property
     def shape(self)->tuple: return (self.model.in_ch, self.model.image_size, self.model.image_size)  # one image (C, H, W)
     @property
@@ -496,10 +497,8 @@ def _load_pretrained(spec:str, ema:bool, device)->'Run':
     cfg = TrainConfig(**json.loads(meta['config']))
     model = UNet(**json.loads(meta['model_args']))
     model.load_state_dict(load_file(str(path)))
-    r = Run(model.to(resolve_device(device)).eval(), NoiseSchedule.from_name(cfg.schedule, cfg.T), cfg, int(meta['step']),
-            path, json.loads(meta['classes']))
-    r.card = json.loads(meta.get('card', '{}'))
-    return r
+    return Run(model.to(resolve_device(device)).eval(), NoiseSchedule.from_name(cfg.schedule, cfg.T), cfg, int(meta['step']),
+               path, json.loads(meta['classes']), json.loads(meta.get('card', '{}')))
 
 def load_run(path:str,          # a run directory (its latest checkpoint), a checkpoint file, or 'pretrained:NAME'
              ema:bool=True,     # the EMA weights (what the paper samples) or the raw ones
