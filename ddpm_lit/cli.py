@@ -171,17 +171,21 @@ def cmd_sample(a):
     print(f"{n} samples ({what}) in {dt:.1f}s: {n / dt:.2f} images/s")
 
 def _evaluate_parser(sub):
-    p = sub.add_parser('evaluate', help='FID and bits/dim of a trained run',
-                       description='FID of generated samples against the test split (features of the shipped Fashion-MNIST '
-                                   'classifier; --inception for Inception-v3) and the variational bound in bits/dim on test '
-                                   'images. Results go to a JSON file.')
+    p = sub.add_parser('evaluate', help='FID, precision/recall and bits/dim of a trained run',
+                       description='FID, precision and recall of generated samples against the test split (features of the '
+                                   'shipped Fashion-MNIST classifier), --inception for the Inception-v3 FID against the '
+                                   'training split (the paper\'s protocol) or --reference test, and the variational bound in '
+                                   'bits/dim on test images. Results go to a JSON file, with n, sampler, steps, seed and reference.')
     _sampling_flags(p, 1000)
     p.add_argument('--bpd-n', type=_number(int, 0), help='test images for bits/dim (default 100 on CPU, 1000 on CUDA; 0: skip)')
     p.add_argument('--bpd-batch-size', type=_number(int, 1), help='images per bits/dim batch (default min(bpd-n, 100))')
     p.add_argument('--inception', action='store_true', help="also Inception FID (needs pip install 'ddpm_lit[fid]' and its weights)")
+    p.add_argument('--reference', choices=('train', 'test'),
+                   help="the Inception FID's reference split: train (default; the paper's protocol: Ho et al.'s 3.17 is "
+                        "against the CIFAR-10 training set) or test; needs --inception (the classifier FID always uses test)")
     p.add_argument('--data-dir', help='where the dataset is (default: where the run found it)')
     p.add_argument('--json', help='where to write the results (default: RUN/eval.json)')
-    p.add_argument('--no-floor', action='store_true', help='skip the real-data floor (FID of n training images vs the test set)')
+    p.add_argument('--no-floor', action='store_true', help='skip the real-data floor (FID, precision and recall of n training images vs the test set)')
     p.add_argument('--samples', metavar='NPZ', help='FID of the images in this .npz (uint8 [N, H, W, C] under arr_0, as sample '
                                                    '--npz writes, e.g. under torchrun) instead of sampling here; n is N')
     p.set_defaults(func=cmd_evaluate)
@@ -191,8 +195,8 @@ def cmd_evaluate(a):
     _check_sampler(a)
     res = evaluate(a.run, n=a.n, sampler=a.sampler, steps=a.steps, eta=a.eta, var_type=a.var_type, batch_size=a.batch_size,
                    seed=a.seed, device=a.device, bpd_n=a.bpd_n, bpd_batch_size=a.bpd_batch_size, inception=a.inception,
-                   ema=not a.no_ema, data_dir=a.data_dir, npz=a.npz, floor=not a.no_floor, progress=_progress(a),
-                   guidance=a.guidance, samples=a.samples)
+                   reference=a.reference, ema=not a.no_ema, data_dir=a.data_dir, npz=a.npz, floor=not a.no_floor,
+                   progress=_progress(a), guidance=a.guidance, samples=a.samples)
     run = Path(a.run)
     if a.json: out = Path(a.json)
     elif a.run.startswith(PRETRAINED): out = Path(f"eval_{a.run[len(PRETRAINED):]}.json")   # a shipped model: the current folder
