@@ -6,8 +6,7 @@ Docs: https://ddpm-lit.github.io/ddpm_lit/scale.html.md"""
 
 # %% auto #0
 __all__ = ['DistEnv', 'dist_env', 'local_device', 'check_global_batch', 'init_distributed', 'close_distributed', 'barrier',
-           'derive_seed', 'shard', 'local_batch', 'wrap_ddp', 'mean_and_any', 'sample_chunks', 'sample_part',
-           'generate_sharded']
+           'shard', 'local_batch', 'wrap_ddp', 'mean_and_any', 'sample_chunks', 'sample_part', 'generate_sharded']
 
 # %% ../nbs/14_scale.ipynb #bb692d9f
 import os
@@ -21,7 +20,7 @@ from tqdm.auto import tqdm
 
 from .data import ImageBatches
 from .posterior import ConfigError
-from .sample import resolve_device, generate, to_uint8
+from .sample import resolve_device, generate, to_uint8, derive_seed
 
 # %% ../nbs/14_scale.ipynb #fe8efecb
 @dataclass(frozen=True)
@@ -95,12 +94,6 @@ def barrier(env:DistEnv):
     "Wait until every process is here (nothing to wait for with one)"
     if env.active: dist.barrier()
 
-# %% ../nbs/14_scale.ipynb #067efb6c
-def derive_seed(*keys:int)->int:
-    "A seed for the tuple `keys` (e.g. seed, rank, step), mixed by numpy's SeedSequence: nearby tuples give unrelated streams"
-    s = np.random.SeedSequence([k % 2**32 for k in keys] + [len(keys)])
-    return int(s.generate_state(2, np.uint32).view(np.uint64)[0] >> np.uint64(1))   # 63 bits: any generator takes it
-
 # %% ../nbs/14_scale.ipynb #005a4fac
 def shard(n:int,          # items in all (the global batch)
           rank:int,       # this process
@@ -163,8 +156,8 @@ def sample_part(model, sched, n:int, shape:tuple, sampler:str='ddpm', steps:int=
     chunks = list(enumerate(sample_chunks(n, batch_size)))[rank::world_size]
     out = []
     for k, (i, b) in tqdm(chunks, disable=not progress, desc=f"sampling (rank {rank} of {world_size})", unit='chunk'):
-        x = generate(model, sched, b, shape, sampler, steps, eta, var_type, parameterization, b, derive_seed(seed, k), bf16,
-                     False, y=None if y is None else y[i:i + b], w=w)
+        x = generate(model, sched, b, shape, sampler, steps, eta, var_type, parameterization, b, seed, bf16,
+                     False, y=None if y is None else y[i:i + b], w=w, first_batch=k)      # chunk k: generate's batch k
         out.append((k, to_uint8(x)))
     return out
 

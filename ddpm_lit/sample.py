@@ -7,8 +7,8 @@ Docs: https://ddpm-lit.github.io/ddpm_lit/sample.html.md"""
 # %% auto #0
 __all__ = ['SAMPLERS', 'SPACINGS', 'ddpm_step', 'Recorder', 'ddpm_sample', 'ddim_timesteps', 'ddim_step', 'ddim_sample',
            'to_uint8', 'from_uint8', 'save_npz', 'image_grid', 'save_grid', 'resolve_device', 'precision',
-           'describe_sampler', 'generate', 'half_log_snr', 'solver_timesteps', 'dpmpp_update', 'dpmpp_sample',
-           'dpmpp2m_sample', 'dpmpp3m_sample']
+           'describe_sampler', 'derive_seed', 'generate', 'half_log_snr', 'solver_timesteps', 'dpmpp_update',
+           'dpmpp_sample', 'dpmpp2m_sample', 'dpmpp3m_sample']
 
 # %% ../nbs/06_sample.ipynb #eb738d86
 import math, operator, os, sys
@@ -311,6 +311,11 @@ def describe_sampler(sampler:str, # one of SAMPLERS
     if sampler == 'ddim': return f"DDIM {steps} steps, eta {eta:g}"
     return f"DPM-Solver++({sampler[5:].upper()}) {steps} steps"
 
+def derive_seed(*keys:int)->int:
+    "A seed for the tuple `keys` (e.g. seed, batch or seed, rank, step), mixed by numpy's SeedSequence: nearby tuples give unrelated streams"
+    s = np.random.SeedSequence([k % 2**32 for k in keys] + [len(keys)])
+    return int(s.generate_state(2, np.uint32).view(np.uint64)[0] >> np.uint64(1))   # 63 bits: any generator takes it
+
 def generate(model,                       # a trained network, in eval mode, on its device
              sched:NoiseSchedule,         # its noise schedule
              n:int,                       # number of images
@@ -321,19 +326,19 @@ def generate(model,                       # a trained network, in eval mode, on 
              var_type:str='fixed_large',  # the reverse variance the model was trained with (ancestral sampling)
              parameterization:str='eps',  # what the model predicts
              batch_size:int=256,          # images per sampler call
-             seed:int=0,                  # seeds one generator for all batches
+             seed:int=0,                  # with the batch's index, seeds each batch (the one seed rule, below)
              bf16:bool=True,              # bf16 autocast on CUDA
              progress:bool=None,          # a bar counting images; None: only when stderr is a terminal
              y:Tensor=None,               # class labels [n] for a class-conditional model (-1: none); None: unconditional
              w:float=0.0,                 # classifier-free guidance strength (needs y)
+             first_batch:int=0,           # the index of the first batch (a process's share of a sharded run starts later)
             )->Tensor:                    # float32 [n, C, H, W] in [-1, 1], on the CPU
-    "n samples from a model, in batches, reproducible from `seed`"
+    "n samples from a model in batches; batch j is drawn from `derive_seed(seed, first_batch + j)`"
     check_choice('sampler', sampler, SAMPLERS)
     if n < 1 or batch_size < 1: raise ValueError(f"n and batch_size must be >= 1, got n={n}, batch_size={batch_size}")
     check_guidance(y, w, n)
     p = next(model.parameters(), None) if isinstance(model, nn.Module) else None
     device = p.device if p is not None else torch.device('cpu')
-    g = torch.Generator(device).manual_seed(seed)
     n_steps = sched.T if sampler == 'ddpm' else steps
     if progress is None: progress = sys.stderr.isatty()
     out = []
@@ -342,8 +347,9 @@ def generate(model,                       # a trained network, in eval mode, on 
               desc=f"{sampler}{'' if sampler == 'ddpm' else '-' + str(steps)} sampling",
               bar_format='{l_bar}{bar}| {n:.0f}/{total:.0f} images [{elapsed}<{remaining}, {rate_fmt}]') as bar, \
          precision(device, bf16):
-        for i in range(0, n, batch_size):
+        for j, i in enumerate(range(0, n, batch_size)):
             b = (min(batch_size, n - i), *shape)
+            g = torch.Generator(device).manual_seed(derive_seed(seed, first_batch + j))   # one seed per batch: any split, same images
             kw = dict(generator=g, progress=bar if progress else False, parameterization=parameterization, var_type=var_type,
                       y=None if y is None else y[i:i + batch_size], w=w)
             if sampler == 'ddpm': x = ddpm_sample(model, sched, b, **kw)

@@ -57,6 +57,7 @@ class TrainConfig:
     ema_warmup:bool = True         # decay min(ema_decay, (1+n)/(10+n)) at step n, so short runs' EMA catches up
     steps:int = 800_000            # total training steps
     seed:int = 0                   # seeds the weights, the batches and the noise
+    init:str = None                # start from the EMA weights of a run, a checkpoint or pretrained:NAME with the same network (to continue or fine-tune it)
     log_every:int = 100            # steps between lines of metrics.jsonl (and host syncs)
     ckpt_every:int = 5000          # steps between checkpoints
     keep_ckpts:int = 2             # how many of the latest checkpoints to keep
@@ -234,12 +235,22 @@ class Trainer:
                       build_model(cfg, self.in_ch, len(self.classes) if self.classes else None)).to(self.device)
         self.model_args = self.model.config if isinstance(self.model, UNet) else None   # what load_run rebuilds it from
         if cfg.channels_last: self.model = self.model.to(memory_format=torch.channels_last)
+        if cfg.init and model is None: self._init_from(cfg.init)   # a resumed run's weights come from its checkpoint instead
         self.ema = copy.deepcopy(self.model).requires_grad_(False).eval()
         self.sched = NoiseSchedule.from_name(cfg.schedule, cfg.T).to(self.device)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, fused=self.device.type == 'cuda')
         net = wrap_ddp(self.model, self.device, self.env)   # DDP averages the gradients; the EMA reads self.model
         self.fwd = torch.compile(net) if cfg.compile else net
         self.step, self._stop, self._lock = 0, None, None
+
+    def _init_from(self, spec:str):
+        "Start the network (and so its EMA) from the EMA weights of a run, a checkpoint or `pretrained:NAME` with the same network"
+        src = load_run(spec, device=self.device)
+        same = lambda d: json.loads(json.dumps(d))
+        if same(src.model.config) != same(self.model_args):
+            raise ConfigError('init', spec, message=f"--init {spec}: its network differs from this run's (its {src.model.config}; "
+                                                    f"this run's {self.model_args}): choose the same --model and data")
+        self.model.load_state_dict(src.model.state_dict())
 
     def close(self):
         "Release the run directory's lock (`open_run` takes it; a process that ends releases it too)"

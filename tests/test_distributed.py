@@ -189,6 +189,12 @@ def test_sample_on_two_processes(killed_run, tmp_path):
     run = load_run(killed_run['run'])                              # one process: the same images as two
     want = generate_sharded(run.model, run.sched, 10, run.shape, 'ddim', 3, var_type=run.cfg.var_type, batch_size=4)
     assert (got == want.numpy()).all()
+    # the one seed rule: plain `ddpm-lit sample` with the same seed writes the same file as torchrun on two processes
+    single = tmp_path / 'single.npz'
+    r = cli('sample', killed_run['run'], '-n', 10, '--batch-size', 4, '--sampler', 'ddim', '--steps', 3, '--npz', single,
+            '--device', 'cpu', '--no-progress')
+    assert r.returncode == 0, r.stderr
+    assert (np.load(single)['arr_0'] == got).all(), 'ddpm-lit sample and torchrun ... sample gave different images'
 
 
 if __name__ == '__main__': worker(sys.argv[1])

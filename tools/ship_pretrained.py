@@ -31,13 +31,19 @@ def main():
     p.add_argument('--eval', nargs='*', default=[], help='ddpm-lit evaluate JSON files to put on the card')
     p.add_argument('--hardware', default='2-core CPU (x86-64), one thread for training')
     p.add_argument('--command', default='OMP_NUM_THREADS=1 ddpm-lit train --preset reference --out runs/reference '
-                                        '(then --resume, as often as wanted; --steps N extends it)')
+                                        '(then --resume, as often as wanted; --steps N extends it; on another machine '
+                                        '--init pretrained:fashion_mnist continues from the shipped weights)')
     a = p.parse_args()
     r = load_run(a.run)
     recs = training_log(Path(a.run), r.step)
+    training = training_summary(Path(a.run), recs)
+    if (r.cfg.init or '').startswith('pretrained:'):   # a run continued from the shipped model: its training adds to the card's
+        before = load_run(r.cfg.init).card['training']
+        training = dict(this_run=training, before=before, **{k: round(before.get(k, 0) + training[k], 2)
+                                                            for k in ('steps', 'images_seen', 'epochs', 'train_seconds')})
     card = dict(name=a.name, recipe=json.loads((Path(a.run) / 'config.json').read_text()), network=r.model.config,
                 parameters=sum(q.numel() for q in r.model.parameters()), checkpoint_step=r.step, hardware=a.hardware,
-                command=a.command, training=training_summary(Path(a.run), recs),
+                command=a.command, training=training,
                 evaluations=[json.loads(Path(e).read_text()) | {'file': str(e)} for e in a.eval])
     out = save_pretrained(r, pretrained_path(a.name), card)
     res = Path(a.results); res.mkdir(parents=True, exist_ok=True)
