@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow   # `make test-fast` leaves it out; `make test` runs it
+
 from conftest import ROOT
 
 
@@ -78,7 +80,12 @@ from ddpm_lit.metrics import load_classifier
 clf = load_classifier()                                  # the weights shipped as package data
 main(['sample', 'run', '--n', '4', '--device', 'cpu', '--no-progress', '--out', 'grid.png', '--npz', 's.npz'])
 main(['evaluate', 'run', '--n', '0', '--bpd-n', '2', '--device', 'cpu', '--no-progress', '--json', 'eval.json'])
-print(json.dumps(dict(file=ddpm_lit.__file__, feature_dim=clf.feature_dim)))
+# the shipped reference model, from the package data, by name (no run directory anywhere)
+from ddpm_lit.pretrained import available_pretrained, load_pretrained
+main(['sample', 'pretrained:fashion_mnist', '--n', '4', '--sampler', 'dpm++2m', '--steps', '5', '--device', 'cpu',
+      '--no-progress', '--npz', 'ref.npz'])
+print(json.dumps(dict(file=ddpm_lit.__file__, feature_dim=clf.feature_dim, pretrained=available_pretrained(),
+                      ref_file=str(load_pretrained('fashion_mnist').path))))
 """
 
 
@@ -101,5 +108,8 @@ def test_installed_wheel_runs_end_to_end(venv, tmp_path):
     assert out['feature_dim'] > 0
     assert np.load(tmp_path / 's.npz')['arr_0'].shape == (4, 8, 8, 1)
     assert Image.open(tmp_path / 'grid.png').size[0] > 0
+    assert 'fashion_mnist' in out['pretrained'] and bin_.parent.resolve() in Path(out['ref_file']).resolve().parents, out
+    ref = np.load(tmp_path / 'ref.npz')['arr_0']
+    assert ref.shape == (4, 28, 28, 1) and ref.std() > 10, (ref.shape, ref.std())   # images, not a constant
     res = json.loads((tmp_path / 'eval.json').read_text())
     assert res['bpd_n'] == 2 and np.isfinite(res['bpd']) and res['bpd'] > 0, res

@@ -15,12 +15,14 @@ def training_log(run_dir:Path, upto:int)->list:
     "The run's metrics.jsonl records up to step `upto` (the shipped checkpoint's)"
     return [r for r in (json.loads(l) for l in open(run_dir / 'metrics.jsonl') if l.strip()) if r['step'] <= upto]
 
-def training_summary(run_dir:Path, recs:list)->dict:
-    "Steps, images seen and compute time of a run, from its metrics.jsonl records (each covers log_every steps)"
+def training_summary(run_dir:Path, recs:list, step:int)->dict:
+    "Steps, images seen and compute time of a run up to `step`, from its metrics.jsonl records (each covers log_every steps)"
     cfg = json.loads((run_dir / 'config.json').read_text())
     secs, prev = 0.0, 0
     for r in recs:
         secs += (r['step'] - prev) * cfg['batch_size'] / r['images_per_s']; prev = r['step']
+    secs += (step - prev) * cfg['batch_size'] / recs[-1]['images_per_s']     # the steps after the last log line
+    prev = step
     return dict(steps=prev, images_seen=prev * cfg['batch_size'], epochs=round(prev * cfg['batch_size'] / 60000, 2),
                 train_seconds=round(secs), final_loss=recs[-1]['loss'])
 
@@ -36,7 +38,7 @@ def main():
     a = p.parse_args()
     r = load_run(a.run)
     recs = training_log(Path(a.run), r.step)
-    training = training_summary(Path(a.run), recs)
+    training = training_summary(Path(a.run), recs, r.step)
     if (r.cfg.init or '').startswith('pretrained:'):   # a run continued from the shipped model: its training adds to the card's
         before = load_run(r.cfg.init).card['training']
         training = dict(this_run=training, before=before, **{k: round(before.get(k, 0) + training[k], 2)
