@@ -137,6 +137,8 @@ def main(argv=None):
     stem = out / f"{a.recipe}_{a.minutes:g}min{'_tiny' if a.tiny else ''}"
     save_npz(to_uint8(x.float().clamp(-1, 1)), stem.with_suffix('.npz'))
     ev = stem.with_name(stem.name + '_eval.json')
+    # `evaluate --samples` scores the given images; its RUN argument only names the dataset whose test set is the
+    # reference (the shipped Fashion-MNIST model is not sampled)
     subprocess.run([str(EXE), 'evaluate', 'pretrained:fashion_mnist', '--samples', str(stem.with_suffix('.npz')),
                     '--bpd-n', '0', '--json', str(ev), '--no-progress'], check=True, capture_output=True)
     e = json.loads(ev.read_text()); ev.unlink()
