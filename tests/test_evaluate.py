@@ -53,6 +53,7 @@ def test_bad_arguments_are_one_line(tmp_path, args, needle):
 
 
 @pytest.mark.skipif(not _have_fashion_mnist(), reason='Fashion-MNIST is not on disk (apt-get install dataset-fashion-mnist)')
+@pytest.mark.slow   # processes for tens of seconds: make test runs it, make test-fast does not
 def test_evaluate_tiny_checkpoint(tmp_path):
     "A 5-step tiny run (T = 10): FID on a few DDIM samples and bits/dim on two test images, through the real command"
     run = tmp_path / 'run'

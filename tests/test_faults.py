@@ -21,6 +21,7 @@ def _wait_for(pred, p, what, timeout=300):
     assert pred(), f"{what} never happened (trainer status {p.poll()})"
 
 
+@pytest.mark.slow   # processes for tens of seconds: make test runs it, make test-fast does not
 def test_second_trainer_is_refused_and_the_first_is_untouched(image_folder, tmp_path):
     alone, shared = tmp_path / 'alone', tmp_path / 'shared'
     cli(*train_args(image_folder, alone), check=True)                     # the same run with no second writer

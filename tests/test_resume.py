@@ -2,6 +2,7 @@
 never interrupted (CPU, so bit-for-bit determinism can be asserted)."""
 import os, signal, subprocess, time
 
+import pytest
 import torch
 
 from conftest import EXE, cli
@@ -21,6 +22,7 @@ def params(run):
     return ck['step'], ck['model'], ck['ema']
 
 
+@pytest.mark.slow   # processes for tens of seconds: make test runs it, make test-fast does not
 def test_sigkill_then_resume_matches_uninterrupted(image_folder, tmp_path):
     straight, killed = tmp_path / 'straight', tmp_path / 'killed'
     cli(*train_args(image_folder, straight), check=True)
