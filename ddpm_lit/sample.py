@@ -442,7 +442,7 @@ def dpmpp_sample(model,                      # callable model(x_t [B, ...], t [B
     T = sched.T if isinstance(sched, NoiseSchedule) else 0
     if not isinstance(sched, NoiseSchedule): ts = []
     elif timesteps is None: ts = solver_timesteps(sched, steps, spacing).tolist()
-    else: ts = _check_timesteps(timesteps, T, ddim_timesteps(T, steps).numel())
+    else: ts = _check_timesteps(timesteps, T, len(ddim_timesteps(T, steps)))   # ddim_timesteps checks steps
     shape, device, dtype, record = _setup(model, sched, shape, device, dtype, x_T, generator, hook, record, set(ts),
                                           var_type, parameterization)
     w = check_guidance(y, w, shape[0])
