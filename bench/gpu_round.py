@@ -21,7 +21,8 @@ compiled, alone on the GPU.
 Out: evals.json (every evaluation and every training log), rows_ema.safetensors (the rows' EMA weights, bf16, keys
 '<row>.<name>', with each row's config in the metadata), reference_ema.safetensors (the same for the reference run,
 in the layout `ddpm_lit.train.save_pretrained` writes, float32), samples.npz (uint8 samples per run and sampler),
-bench.json (phase 3) and log.txt (what ran, with exit codes and times).
+bench.json (phase 3), bench_log.txt (its log, streamed: a bench cut short still shows what it measured), device.txt and
+log.txt (what ran, with exit codes and times).
 """
 import argparse, json, os, signal, subprocess, sys, time
 from pathlib import Path
@@ -59,6 +60,7 @@ def runs_to_train(a)->dict:
     ref = {k: v for k, v in PRESETS['reference'].items()}
     ref.update(model='tiny' if a.tiny else a.ref_model, batch_size=8 if a.tiny else a.ref_batch, steps=10_000_000,
                device=a.device, log_every=5 if a.tiny else 100, ckpt_every=1_000_000)
+    if a.ref_init: ref['init'] = a.ref_init   # continue the shipped model (same network) rather than start again
     runs['reference'] = flags(ref)
     return runs
 
@@ -84,7 +86,8 @@ def train_all(a, runs:dict)->dict:
         if p.poll() is None: p.send_signal(signal.SIGTERM)
     status = {}
     for name, p in procs.items():
-        out, _ = p.communicate(timeout=300)
+        try: out, _ = p.communicate(timeout=max(10, a.deadline - (time.time() - a.t0) - 60))
+        except subprocess.TimeoutExpired: p.kill(); out, _ = p.communicate()
         status[name] = dict(returncode=p.returncode, output=out[-2000:])
         log(a, f"{name}: exit {p.returncode}; {out.strip().splitlines()[-1] if out.strip() else ''}")
     return status
@@ -104,7 +107,8 @@ def evaluate_all(a, names:list)->dict:
             jobs[(name, tag)] = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     res = {}
     for (name, tag), p in jobs.items():
-        out, _ = p.communicate(timeout=a.eval_timeout)
+        try: out, _ = p.communicate(timeout=max(5, min(a.eval_timeout, a.deadline - (time.time() - a.t0) - a.reserve)))
+        except subprocess.TimeoutExpired: p.kill(); out, _ = p.communicate(); out += '\ntimed out (the round\'s deadline)'
         js = a.runs / f'{name}.{tag}.json'
         res.setdefault(name, {})[tag] = json.loads(js.read_text()) if p.returncode == 0 and js.exists() else \
                                         dict(error=out.strip().splitlines()[-1:] or ['no output'], returncode=p.returncode)
@@ -141,9 +145,16 @@ def bench(a):
     cmd = [sys.executable, str(ROOT / 'bench' / 'bench.py'), '--device', a.device, '--json', str(Path(a.out) / 'bench.json')]
     cmd += (['--config', 'small', '--threads', '1', '--steps', '1', '--reps', '1', '--warmup', '1', '--sample-steps', '3',
              '--sample-reps', '1', '--sample-warmup', '2', '--peers', 'none'] if a.tiny else ['--config', 'paper', '--compile'])
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=a.bench_timeout)
-    log(a, f"bench: exit {p.returncode}; {(p.stdout + p.stderr).strip().splitlines()[-1:]}")
-    return p.returncode
+    cmd += ['--sample-steps', str(a.bench_sample_steps)] if not a.tiny else []
+    cmd += ['--tasks', a.bench_tasks] if a.bench_tasks else []
+    cmd += ['--peers', a.bench_peers] if a.bench_peers else []
+    left = min(a.bench_timeout, a.deadline - (time.time() - a.t0) - 5)
+    if left < 30: log(a, f"bench: skipped, {left:.0f} s left before the deadline"); return 1
+    with open(Path(a.out) / 'bench_log.txt', 'w') as f:   # the log streams to a file: a bench cut short still says what it measured
+        try: rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, text=True, timeout=left).returncode
+        except subprocess.TimeoutExpired: rc = 124
+    log(a, f"bench: exit {rc}; {Path(a.out, 'bench_log.txt').read_text().strip().splitlines()[-1:]}")
+    return rc
 
 
 def main(argv=None):
@@ -151,18 +162,25 @@ def main(argv=None):
     p.add_argument('--out', required=True, help='where the packed results go ($OUT on the GPU machine)')
     p.add_argument('--runs', default=None, help='where the runs train (default: a folder runs/gpu_round in the checkout)')
     p.add_argument('--device', default='cuda')
-    p.add_argument('--train-minutes', type=float, default=4.0, help='wall clock for phase 1 (all runs at once)')
+    p.add_argument('--train-minutes', type=float, default=3.5, help='wall clock for phase 1 (all runs at once)')
     p.add_argument('--n', type=int, default=1000, help='samples per evaluation (FID)')
     p.add_argument('--bpd-n', type=int, default=1000, help='test images for the bound')
     p.add_argument('--ref-model', default='patch64', help='the reference run\'s U-Net layout (ddpm_lit.unet.MODEL_PRESETS)')
     p.add_argument('--ref-batch', type=int, default=128)
+    p.add_argument('--ref-init', default='pretrained:fashion_mnist', help="the reference run's --init ('' for none)")
     p.add_argument('--eval-timeout', type=int, default=900)
-    p.add_argument('--bench-timeout', type=int, default=180)
+    p.add_argument('--bench-timeout', type=int, default=600)
+    p.add_argument('--bench-sample-steps', type=int, default=100, help="bench's --sample-steps (the 1000-step time is extrapolated)")
+    p.add_argument('--deadline', type=float, default=560, help='seconds from the start by which everything must have ended')
+    p.add_argument('--reserve', type=float, default=150, help='seconds kept after the evaluations for packing and the bench')
     p.add_argument('--skip-bench', action='store_true')
+    p.add_argument('--bench-tasks', default=None, help="bench's --tasks (default: all)")
+    p.add_argument('--bench-peers', default=None, help="bench's --peers (default: bench's)")
     p.add_argument('--tiny', action='store_true', help='the CPU rehearsal: tiny networks, seconds of training, a few samples')
     a = p.parse_args(argv)
     a.t0 = time.time()
-    if a.tiny: a.n, a.bpd_n, a.train_minutes = min(a.n, 8), min(a.bpd_n, 2), min(a.train_minutes, 0.25)
+    if a.tiny: a.n, a.bpd_n, a.train_minutes, a.ref_init = min(a.n, 8), min(a.bpd_n, 2), min(a.train_minutes, 0.25), ''
+    if a.tiny: a.deadline = max(a.deadline, 1500)   # eight torch processes on two CPU cores start slowly
     Path(a.out).mkdir(parents=True, exist_ok=True)
     a.runs = Path(a.runs or ROOT / 'runs' / 'gpu_round')
     log(a, f"gpu round: device {a.device}, {a.train_minutes} min of training, n {a.n}, bpd-n {a.bpd_n}, tiny {a.tiny}")

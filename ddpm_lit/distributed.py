@@ -74,7 +74,7 @@ def init_distributed(device,                     # the --device flag
     "This process's device; with more than one process, also join the process group (NCCL on CUDA, gloo on the CPU)"
     env = env or dist_env()
     d = local_device(device, env)
-    if d.type == 'cuda': torch.cuda.set_device(d)
+    if d.type == 'cuda' and d.index is not None: torch.cuda.set_device(d)   # a bare 'cuda' is the current device
     if env.active and not dist.is_initialized():
         # joining gets its own, shorter limit where torch allows: a connection that hangs fails and torchrun restarts the group
         short = hasattr(dist, 'set_timeout')

@@ -198,3 +198,18 @@ def test_sample_on_two_processes(killed_run, tmp_path):
 
 
 if __name__ == '__main__': worker(sys.argv[1])
+
+
+def test_init_distributed_bare_cuda(monkeypatch):
+    """`--device cuda` outside torchrun is the current GPU: torch.cuda.set_device refuses a device without an index (torch
+    2.11 raised 'Expected a torch.device with a specified index' in the first GPU round), so it is called only with one"""
+    from ddpm_lit import distributed as D
+    calls = []
+    def strict_set_device(d):
+        if isinstance(d, torch.device) and d.index is None:
+            raise ValueError("Expected a torch.device with a specified index or an integer, but got:cuda")
+        calls.append(d)
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'set_device', strict_set_device)
+    assert D.init_distributed('cuda', D.DistEnv()) == torch.device('cuda') and calls == []
+    assert D.init_distributed('cuda:1', D.DistEnv()) == torch.device('cuda', 1) and calls == [torch.device('cuda', 1)]
