@@ -53,6 +53,7 @@ def runs_to_train(a)->dict:
     "name -> the train command's flags (without --out)"
     base = {k: v for k, v in PRESETS['demo'].items() if k not in ('steps', 'parameterization', 'min_snr_gamma')}
     base.update(lr=2e-3, steps=10_000_000, device=a.device, log_every=50, ckpt_every=1_000_000)   # chapter 11's lr; SIGTERM ends it
+    if a.row_batch: base.update(batch_size=a.row_batch, lr=a.row_lr or base['lr'])   # the CPU recipe's batch 16 is launch-bound on a GPU
     if a.tiny: base.update(model='tiny', batch_size=8, log_every=5)
     runs = {}
     for row, r in ROWS.items():
@@ -167,6 +168,8 @@ def main(argv=None):
     p.add_argument('--bpd-n', type=int, default=1000, help='test images for the bound')
     p.add_argument('--ref-model', default='patch64', help='the reference run\'s U-Net layout (ddpm_lit.unet.MODEL_PRESETS)')
     p.add_argument('--ref-batch', type=int, default=128)
+    p.add_argument('--row-batch', type=int, default=None, help="the Table 2 rows' batch (default: the CPU table's, 16)")
+    p.add_argument('--row-lr', type=float, default=None, help="the rows' learning rate with --row-batch (default: the CPU table's)")
     p.add_argument('--ref-init', default='pretrained:fashion_mnist', help="the reference run's --init ('' for none)")
     p.add_argument('--eval-timeout', type=int, default=900)
     p.add_argument('--bench-timeout', type=int, default=600)
