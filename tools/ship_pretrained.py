@@ -65,6 +65,7 @@ def main(argv=None):
     training = training_summary(cfg, recs, r.step)
     if (r.cfg.init or '').startswith('pretrained:'):   # a run continued from the shipped model: its training adds to the card's
         before = load_run(r.cfg.init).card['training']
+        if before.get('this_run') == training: before = before['before']   # the same run shipped again (more evaluations)
         training = dict(this_run=training, before=before, **{k: round(before.get(k, 0) + training[k], 2)
                                                             for k in ('steps', 'images_seen', 'epochs', 'train_seconds')})
     card = dict(name=a.name, recipe=cfg, network=r.model.config,
