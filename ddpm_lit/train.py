@@ -497,13 +497,16 @@ def save_pretrained(run:'Run',       # a run loaded with its EMA weights (what i
 
 def _load_pretrained(spec:str, ema:bool, device)->'Run':
     "`load_run` of 'pretrained:NAME'"
-    from safetensors import safe_open
-    from safetensors.torch import load_file
     name = spec[len(PRETRAINED):]
     have = available_pretrained()
     if name not in have: raise FileNotFoundError(f"no pretrained model {name!r}: the package ships {have}")
     if not ema: raise ValueError(f"{spec} ships its EMA weights only (the ones the paper samples); drop --no-ema / ema=False")
-    path = pretrained_path(name)
+    return _load_safetensors(pretrained_path(name), device)
+
+def _load_safetensors(path:Path, device)->'Run':
+    "A file `save_pretrained` wrote (EMA weights; config, network arguments, step, classes and card as metadata) as a Run"
+    from safetensors import safe_open
+    from safetensors.torch import load_file
     with safe_open(str(path), 'pt') as f: meta = f.metadata()
     cfg = TrainConfig(**json.loads(meta['config']))
     model = UNet(**json.loads(meta['model_args']))
@@ -511,12 +514,15 @@ def _load_pretrained(spec:str, ema:bool, device)->'Run':
     return Run(model.to(resolve_device(device)).eval(), NoiseSchedule.from_name(cfg.schedule, cfg.T), cfg, int(meta['step']),
                path, json.loads(meta['classes']), json.loads(meta.get('card', '{}')))
 
-def load_run(path:str,          # a run directory (its latest checkpoint), a checkpoint file, or 'pretrained:NAME'
+def load_run(path:str,          # a run directory (its latest checkpoint), a checkpoint file, a file save_pretrained wrote (.safetensors), or 'pretrained:NAME'
              ema:bool=True,     # the EMA weights (what the paper samples) or the raw ones
              device='cpu',      # where to put the model ('auto' for CUDA when present)
             )->Run:
     "A trained run from one read of its checkpoint (or a shipped model, 'pretrained:NAME'): model, schedule, config and step"
     if str(path).startswith(PRETRAINED): return _load_pretrained(str(path), ema, device)
+    if str(path).endswith('.safetensors'):
+        if not ema: raise ValueError(f"{path} holds EMA weights only (save_pretrained writes those); drop --no-ema / ema=False")
+        return _load_safetensors(Path(path), device)
     ck = load_checkpoint(path)
     cfg = TrainConfig(**ck['config'])
     # checkpoints written before model_args was stored: the network is rebuilt from the config

@@ -52,3 +52,14 @@ def test_ship_file_continued(tmp_path):
     assert tr['images_seen'] == before['images_seen'] + 32 and tr['steps'] == before['steps'] + 4
     assert (res / 'metrics_gpu.jsonl').exists() and not (res / 'metrics.jsonl').exists()
     assert load_run(PRETRAINED + 'fashion_mnist').card['training'] == before      # the package's model is untouched
+
+
+def test_load_run_safetensors(tmp_path):
+    "load_run (so every command that takes a RUN) reads a file save_pretrained wrote: the same network, EMA only"
+    import pytest
+    run = load_run(tiny_run(tmp_path / 'run'))
+    save_pretrained(run, tmp_path / 'm.safetensors', card={'note': 'x'})
+    r = load_run(tmp_path / 'm.safetensors')
+    assert r.step == run.step and r.cfg == run.cfg and r.card == {'note': 'x'}
+    assert all(torch.equal(a, b) for a, b in zip(r.model.state_dict().values(), run.model.state_dict().values()))
+    with pytest.raises(ValueError, match='holds EMA weights only'): load_run(tmp_path / 'm.safetensors', ema=False)

@@ -12,20 +12,7 @@ written beside the results (--results) as card.json, with the run's metrics.json
 import argparse, json
 from dataclasses import asdict
 from pathlib import Path
-from ddpm_lit.schedule import NoiseSchedule
-from ddpm_lit.train import Run, TrainConfig, load_run, save_pretrained, pretrained_path
-from ddpm_lit.unet import UNet
-
-def load_file(path:Path)->tuple:
-    "A file save_pretrained wrote (EMA weights + metadata) as a Run, and its training config as a dict"
-    from safetensors import safe_open
-    from safetensors.torch import load_file as load_tensors
-    with safe_open(str(path), 'pt') as f: meta = f.metadata()
-    cfg = json.loads(meta['config'])
-    model = UNet(**json.loads(meta['model_args'])); model.load_state_dict(load_tensors(str(path)))
-    run = Run(model.eval(), NoiseSchedule.from_name(cfg['schedule'], cfg['T']), TrainConfig(**cfg), int(meta['step']), path,
-              json.loads(meta['classes']), json.loads(meta.get('card', '{}')))
-    return run, cfg
+from ddpm_lit.train import load_run, save_pretrained, pretrained_path
 
 def training_log(metrics:Path, upto:int)->list:
     "A run's metrics.jsonl records up to step `upto` (the shipped checkpoint's)"
@@ -55,13 +42,9 @@ def main(argv=None):
                                         '(then --resume, as often as wanted; --steps N extends it; on another machine '
                                         '--init pretrained:fashion_mnist continues from the shipped weights)')
     a = p.parse_args(argv)
-    if a.run.endswith('.safetensors'):
-        if not a.metrics: p.error("a .safetensors run needs --metrics (its training log)")
-        r, cfg = load_file(Path(a.run))
-        recs = training_log(Path(a.metrics), r.step)
-    else:
-        r = load_run(a.run); cfg = json.loads(json.dumps(asdict(r.cfg)))   # the resolved config, as config.json holds it
-        recs = training_log(Path(a.run) / 'metrics.jsonl', r.step)
+    if a.run.endswith('.safetensors') and not a.metrics: p.error("a .safetensors run needs --metrics (its training log)")
+    r = load_run(a.run); cfg = json.loads(json.dumps(asdict(r.cfg)))   # the resolved config, as config.json holds it
+    recs = training_log(Path(a.metrics) if a.metrics else Path(a.run) / 'metrics.jsonl', r.step)
     training = training_summary(cfg, recs, r.step)
     if (r.cfg.init or '').startswith('pretrained:'):   # a run continued from the shipped model: its training adds to the card's
         before = load_run(r.cfg.init).card['training']
