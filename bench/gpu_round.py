@@ -182,8 +182,9 @@ def main(argv=None):
     p.add_argument('--tiny', action='store_true', help='the CPU rehearsal: tiny networks, seconds of training, a few samples')
     a = p.parse_args(argv)
     a.t0 = time.time()
-    if a.tiny: a.n, a.bpd_n, a.train_minutes, a.ref_init = min(a.n, 8), min(a.bpd_n, 2), min(a.train_minutes, 0.25), ''
-    if a.tiny: a.deadline = max(a.deadline, 1500)   # eight torch processes on two CPU cores start slowly
+    if a.tiny:   # eight torch processes on two CPU cores start slowly: a longer deadline
+        a.n, a.bpd_n, a.train_minutes, a.ref_init = min(a.n, 8), min(a.bpd_n, 2), min(a.train_minutes, 0.25), ''
+        a.deadline = max(a.deadline, 1500)
     Path(a.out).mkdir(parents=True, exist_ok=True)
     a.runs = Path(a.runs or ROOT / 'runs' / 'gpu_round')
     log(a, f"gpu round: device {a.device}, {a.train_minutes} min of training, n {a.n}, bpd-n {a.bpd_n}, tiny {a.tiny}")

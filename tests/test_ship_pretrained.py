@@ -2,6 +2,7 @@
 model back so) with its training log, becomes a shipped model with a card whose totals add a continued run's training
 to the model it started from."""
 import json, subprocess, sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -38,7 +39,7 @@ def test_ship_file_continued(tmp_path):
     "A save_pretrained file of a run started with --init pretrained:fashion_mnist: the card adds the shipped model's training"
     run = tiny_run(tmp_path / 'run', init=None)
     r = load_run(tmp_path / 'run')
-    r.cfg = r.cfg.__class__(**{**r.cfg.__dict__, 'init': PRETRAINED + 'fashion_mnist'})   # as the GPU round's file records it
+    r.cfg = replace(r.cfg, init=PRETRAINED + 'fashion_mnist')   # as the GPU round's file records it
     save_pretrained(r, tmp_path / 'brought_back.safetensors')
     res = tmp_path / 'res'
     assert ship(tmp_path / 'brought_back.safetensors', 'tiny', '--to', tmp_path / 'x.safetensors', '--results', res
