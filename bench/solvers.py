@@ -5,8 +5,9 @@ same initial noise, side by side in one run (chapter 06's fast samplers; a bench
     OMP_NUM_THREADS=1 .venv/bin/python bench/solvers.py pretrained:fashion_mnist --n 1000 --nfe 5,10,20,50 --seeds 0,1 \
         --limits --json results/solvers/fid_nfe.json
 
-Samplers: ddpm_lit's DDIM (eta 0), DPM-Solver++(2M) and (3M) (each on the 'logsnr' and on the 'uniform' grid), and
-diffusers' DDIMScheduler, DPMSolverMultistepScheduler (2M, its defaults) and UniPCMultistepScheduler (its defaults),
+Samplers: ddpm_lit's DDIM (eta 0), DPM-Solver++(2M) and (3M) (each on the 'logsnr' and on the 'uniform' grid), its
+stochastic DPM-Solver++(2M) SDE ('dpm++2m-sde'), and diffusers' DDIMScheduler, DPMSolverMultistepScheduler (2M, its
+defaults; 'diffusers-dpm++2m-sde': algorithm_type='sde-dpmsolver++') and UniPCMultistepScheduler (its defaults),
 each with the run's prediction type; with --limits also 1000-step DDIM (the probability-flow ODE's limit) and 1000-step
 ancestral sampling (Algorithm 2, the run's variance). Every sampler of one seed starts from the same x_T (drawn once
 per seed, in batches), and every image set is scored by FID on the shipped Fashion-MNIST classifier's features against
@@ -23,34 +24,38 @@ from ddpm_lit.metrics import features, fid_from_features, load_classifier
 from ddpm_lit.sample import ddim_sample, ddpm_sample, dpmpp_sample, from_uint8, to_uint8
 from ddpm_lit.train import load_data, load_run
 
-DIFFUSERS = ('diffusers-ddim', 'diffusers-dpm++2m', 'diffusers-unipc')
+DIFFUSERS = ('diffusers-ddim', 'diffusers-dpm++2m', 'diffusers-unipc', 'diffusers-dpm++2m-sde')
 
 
 def diffusers_sampler(kind:str, r, steps:int):
     "A function x_T -> x_0 driving the run's network with one of diffusers' schedulers (its defaults, the run's schedule)"
     from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler
-    cls = dict(zip(DIFFUSERS, (DDIMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler)))[kind]
+    cls = dict(zip(DIFFUSERS, (DDIMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler, DPMSolverMultistepScheduler)))[kind]
     pred = {'eps': 'epsilon', 'x0': 'sample'}[r.cfg.parameterization]
     kw = dict(num_train_timesteps=r.cfg.T, beta_schedule='linear' if r.cfg.schedule == 'linear' else 'squaredcos_cap_v2',
               prediction_type=pred)
+    if kind.endswith('-sde'): kw['algorithm_type'] = 'sde-dpmsolver++'
     def run(x):
         s = cls(**kw); s.set_timesteps(steps)
+        g = torch.Generator().manual_seed(1)                      # the step noise of the SDE solver
         with torch.inference_mode():
             for t in s.timesteps:
                 out = r.model(x, t.repeat(len(x)).to(x.device))[:, :x.shape[1]]
-                x = s.step(out, t, x).prev_sample
+                x = (s.step(out, t, x, generator=g) if kind.endswith('-sde') else s.step(out, t, x)).prev_sample
         return x
     return run
 
 
 def ours(kind:str, r, steps:int):
-    "A function x_T -> x_0 with one of ddpm_lit's samplers"
+    "A function x_T -> x_0 with one of ddpm_lit's samplers: 'ddim', 'ddpm', 'dpm++Km' with an optional '-uniform'/'-karras' grid or '-sde'"
     kw = dict(parameterization=r.cfg.parameterization, var_type=r.cfg.var_type)
     shape = lambda x: tuple(x.shape)
     if kind == 'ddim': return lambda x: ddim_sample(r.model, r.sched, shape(x), steps, x_T=x, **kw)
     if kind == 'ddpm': return lambda x: ddpm_sample(r.model, r.sched, shape(x), x_T=x, generator=torch.Generator().manual_seed(1), **kw)
-    order, spacing = int(kind[5]), kind.split('-')[1] if '-' in kind else 'logsnr'
-    return lambda x: dpmpp_sample(r.model, r.sched, shape(x), steps, order=order, spacing=spacing, x_T=x, **kw)
+    order, rest = int(kind[5]), kind.split('-')[1:]
+    sde, spacing = rest == ['sde'], rest[0] if rest and rest != ['sde'] else 'logsnr'
+    if sde: kw['generator'] = torch.Generator().manual_seed(1)
+    return lambda x: dpmpp_sample(r.model, r.sched, shape(x), steps, order=order, spacing=spacing, sde=sde, x_T=x, **kw)
 
 
 def main(argv=None):
@@ -60,7 +65,7 @@ def main(argv=None):
     p.add_argument('--nfe', default='5,10,20,50')
     p.add_argument('--seeds', default='0,1')
     p.add_argument('--batch-size', type=int, default=250)
-    p.add_argument('--samplers', default='ddim,dpm++2m,dpm++3m,dpm++2m-uniform,dpm++3m-uniform,' + ','.join(DIFFUSERS))
+    p.add_argument('--samplers', default='ddim,dpm++2m,dpm++3m,dpm++2m-uniform,dpm++3m-uniform,dpm++2m-sde,' + ','.join(DIFFUSERS))
     p.add_argument('--limits', action='store_true', help='also 1000-step DDIM and 1000-step ancestral (slow)')
     p.add_argument('--json', default=None)
     a = p.parse_args(argv)

@@ -106,7 +106,7 @@ def _sampling_flags(p, n_default:int):
     p.add_argument('-n', '--n', type=_number(int, 1 if n_default == 64 else 0), default=n_default,
                    help=f'number of images (default {n_default})' + ('' if n_default == 64 else '; 0: skip FID') +
                         " (under torchrun write -n, or put -- after ddpm_lit: torchrun takes --n for its --nnodes)")
-    p.add_argument('--sampler', choices=list(SAMPLERS), default='ddpm', help='ancestral (Algorithm 2, T steps), DDIM, or the ODE solvers DPM-Solver++(2M) and (3M) (chapter 06)')
+    p.add_argument('--sampler', choices=list(SAMPLERS), default='ddpm', help='ancestral (Algorithm 2, T steps), DDIM, the ODE solvers DPM-Solver++(2M) and (3M), or the stochastic DPM-Solver++(2M) SDE (chapter 06)')
     p.add_argument('--steps', type=_number(int, 1), default=50, help='network calls of ddim and dpm++ (default 50; dpm++2m needs ~10-20)')
     p.add_argument('--eta', type=_number(float, 0), default=0.0, help='DDIM eta (default 0: deterministic)')
     p.add_argument('--var-type', choices=list(VAR_TYPES), help="ancestral variance (default: the run's)")

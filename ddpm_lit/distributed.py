@@ -165,7 +165,7 @@ def generate_sharded(model,                       # a trained network, in eval m
                      sched,                       # its noise schedule
                      n:int,                       # number of images in all
                      shape:tuple,                 # one image's shape (C, H, W)
-                     sampler:str='ddpm',          # 'ddpm' (ancestral), 'ddim', 'dpm++2m' or 'dpm++3m'
+                     sampler:str='ddpm',          # 'ddpm' (ancestral), 'ddim', 'dpm++2m', 'dpm++3m' or 'dpm++2m-sde'
                      steps:int=50,                # DDIM steps
                      eta:float=0.0,               # DDIM η
                      var_type:str='fixed_large',  # the reverse variance (ancestral sampling)

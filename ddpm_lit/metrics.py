@@ -348,7 +348,7 @@ def _default_bpd_n(device)->int:
 
 def evaluate(run:str,                 # a run directory (its latest checkpoint) or a checkpoint file
              n:int=1000,              # samples for FID (0: skip FID)
-             sampler:str='ddpm',      # 'ddpm' (ancestral, T steps), 'ddim', 'dpm++2m' or 'dpm++3m'
+             sampler:str='ddpm',      # 'ddpm' (ancestral, T steps), 'ddim', 'dpm++2m', 'dpm++3m' or 'dpm++2m-sde'
              steps:int=50,            # DDIM steps
              eta:float=0.0,           # DDIM η
              var_type:str=None,       # ancestral variance; default: the run's

@@ -8,7 +8,7 @@ Docs: https://ddpm-lit.github.io/ddpm_lit/sample.html.md"""
 __all__ = ['SAMPLERS', 'SPACINGS', 'ddpm_step', 'Recorder', 'ddpm_sample', 'ddim_timesteps', 'ddim_step', 'ddim_sample',
            'to_uint8', 'from_uint8', 'save_npz', 'image_grid', 'save_grid', 'resolve_device', 'precision',
            'describe_sampler', 'derive_seed', 'generate', 'half_log_snr', 'solver_timesteps', 'dpmpp_update',
-           'dpmpp_sample', 'dpmpp2m_sample', 'dpmpp3m_sample']
+           'dpmpp_sde_update', 'dpmpp_sample', 'dpmpp2m_sample', 'dpmpp2m_sde_sample', 'dpmpp3m_sample']
 
 # %% ../nbs/06_sample.ipynb #eb738d86
 import math, operator, os, sys
@@ -283,7 +283,7 @@ def save_grid(x:Tensor,       # images [B,C,H,W] in [-1, 1]
     return _write_atomic(path, lambda f: save_image((x + 1) / 2, f, nrow=nrow, padding=padding, format='png'))
 
 # %% ../nbs/06_sample.ipynb #fe937651
-SAMPLERS = ('ddpm', 'ddim', 'dpm++2m', 'dpm++3m')
+SAMPLERS = ('ddpm', 'ddim', 'dpm++2m', 'dpm++3m', 'dpm++2m-sde')
 
 def resolve_device(device='auto', # 'auto' (CUDA when available, else CPU), or anything torch.device takes
                   )->torch.device:
@@ -309,7 +309,7 @@ def describe_sampler(sampler:str, # one of SAMPLERS
     "The sampler in words, as the command line and the evaluation's log print it"
     if sampler == 'ddpm': return f"ancestral {T} steps"
     if sampler == 'ddim': return f"DDIM {steps} steps, eta {eta:g}"
-    return f"DPM-Solver++({sampler[5:].upper()}) {steps} steps"
+    return f"DPM-Solver++({sampler[5:7].upper()}){' SDE' if sampler.endswith('-sde') else ''} {steps} steps"
 
 def derive_seed(*keys:int)->int:
     "A seed for the tuple `keys` (e.g. seed, batch or seed, rank, step), mixed by numpy's SeedSequence: nearby tuples give unrelated streams"
@@ -320,7 +320,7 @@ def generate(model,                       # a trained network, in eval mode, on 
              sched:NoiseSchedule,         # its noise schedule
              n:int,                       # number of images
              shape:tuple,                 # one image's shape (C, H, W)
-             sampler:str='ddpm',          # 'ddpm' (ancestral, T steps), 'ddim', or an ODE solver 'dpm++2m' / 'dpm++3m'
+             sampler:str='ddpm',          # 'ddpm' (ancestral, T steps), 'ddim', an ODE solver 'dpm++2m' / 'dpm++3m', or 'dpm++2m-sde'
              steps:int=50,                # network calls of every sampler but 'ddpm'
              eta:float=0.0,               # DDIM η
              var_type:str='fixed_large',  # the reverse variance the model was trained with (ancestral sampling)
@@ -354,7 +354,7 @@ def generate(model,                       # a trained network, in eval mode, on 
                       y=None if y is None else y[i:i + batch_size], w=w)
             if sampler == 'ddpm': x = ddpm_sample(model, sched, b, **kw)
             elif sampler == 'ddim': x = ddim_sample(model, sched, b, steps, eta=eta, **kw)
-            else: x = dpmpp_sample(model, sched, b, steps, order=int(sampler[5]), **kw)   # 'dpm++2m' -> 2
+            else: x = dpmpp_sample(model, sched, b, steps, order=int(sampler[5]), sde=sampler.endswith('-sde'), **kw)  # 'dpm++2m' -> 2
             out.append(x.float().cpu())
     return torch.cat(out)
 
@@ -410,6 +410,23 @@ def dpmpp_update(x:Tensor,   # the sample at λ_s = lams[-1] [B, ...]
     d1, d2 = d1_0 + (r0 / (r0 + r1)) * (d1_0 - d1_1), (d1_0 - d1_1) / (r0 + r1)
     return x_t + (a_t * (phi1 / h + 1)) * d1 + (a_t * (1 - 2 * (phi1 + h) / h ** 2)) * d2
 
+def dpmpp_sde_update(x:Tensor,   # the sample at λ_s = lams[-1] [B, ...]
+                     x0s:list,   # the last k data predictions x̂0, oldest first (k = 1 or 2: the order)
+                     lams:list,  # their k λ values, oldest first
+                     lam_t:float,# the λ to step to (inf: σ = 0, first order only)
+                     noise:Tensor=None, # z ~ N(0, I) [B, ...]; None adds none (the last step, where σ_t = 0)
+                    )->Tensor:   # the sample at λ_t [B, ...]
+    "One SDE-DPM-Solver++ multistep update in λ: the reverse SDE's linear part exactly, x̂0 constant (k = 1) or linear (k = 2)"
+    k, lam_s = len(x0s), lams[-1]
+    if k not in (1, 2): raise ValueError(f"x0s: the stochastic update is of order 1 or 2, got {k} predictions")
+    (a_t, s_t), (_, s_s) = _alpha_sigma(lam_t), _alpha_sigma(lam_s)
+    h = lam_t - lam_s
+    c = -math.expm1(-2 * h)                           # 1 - e^{-2h}
+    x_t = (s_t / s_s * math.exp(-h)) * x + (a_t * c) * x0s[-1]
+    if k == 2: x_t = x_t + (0.5 * a_t * c * h / (lam_s - lams[-2])) * (x0s[-1] - x0s[-2])   # ½ α_t (1 - e^{-2h}) D_1
+    if noise is not None: x_t = x_t + (s_t * math.sqrt(c)) * noise
+    return x_t
+
 def _check_timesteps(timesteps, T:int, steps:int)->list:
     "Explicit timesteps as a list of `steps` distinct decreasing ints in [0, T), or a one-line error"
     ts = [operator.index(t) for t in (timesteps.tolist() if isinstance(timesteps, Tensor) else timesteps)]
@@ -425,10 +442,10 @@ def dpmpp_sample(model,                      # callable model(x_t [B, ...], t [B
                  spacing:str='logsnr',       # where the steps go: 'logsnr', 'uniform' or 'karras' (see `solver_timesteps`)
                  timesteps=None,             # explicit timesteps (`steps` decreasing ints), overriding `spacing`
                  clip_x0:bool=True,          # clip x̂0 to [-1, 1] (not the probability-flow ODE any more: see the text)
-                 generator:torch.Generator=None, # source of x_T; None: torch's global RNG
+                 generator:torch.Generator=None, # source of x_T (and of the step noise with `sde`); None: torch's global RNG
                  device=None,                # default: the model's parameters' device, else x_T's, else cpu
                  dtype:torch.dtype=None,     # dtype of x; default: the model's parameters', else x_T's, else float32
-                 x_T:Tensor=None,            # starting noise [B, ...]; drawn from N(0, I) if None
+                 x_T:Tensor=None,            # starting noise [B, ...]; drawn from N(0, I) if None (from `generator`, before any step noise)
                  hook=None,                  # hook(t:int, x_t, x0_pred) at the recorded steps
                  record=None,                # timesteps at which to call `hook`; None: all
                  progress=False,             # a tqdm bar over the steps (or a bar of the caller's)
@@ -436,9 +453,12 @@ def dpmpp_sample(model,                      # callable model(x_t [B, ...], t [B
                  var_type:str='fixed_small', # only to read a learned-variance output: its first C channels are used
                  y:Tensor=None,              # class labels [B] for a class-conditional model; None: unconditional
                  w:float=0.0,                # classifier-free guidance strength (needs y)
+                 sde:bool=False,             # the stochastic variant (SDE-DPM-Solver++, order 1 or 2): fresh noise from `generator` each step
                 )->Tensor:                   # samples x_0 [B, ...] on `device`, in `dtype`
-    "Solve the probability-flow ODE from x_T with DPM-Solver++ of order 1-3 in `steps` network calls"
+    "Solve the probability-flow ODE (or with `sde`, the reverse SDE) from x_T with DPM-Solver++ of order 1-3 in `steps` network calls"
     if order not in (1, 2, 3) or isinstance(order, bool): raise ValueError(f"order must be 1, 2 or 3, got {order!r}")
+    if not isinstance(sde, bool): raise TypeError(f"sde must be True or False, got {sde!r}")
+    if sde and order == 3: raise ValueError("order must be 1 or 2 with sde=True (DPM-Solver++(2M) SDE), got 3")
     T = sched.T if isinstance(sched, NoiseSchedule) else 0
     if not isinstance(sched, NoiseSchedule): ts = []
     elif timesteps is None: ts = solver_timesteps(sched, steps, spacing).tolist()
@@ -455,12 +475,18 @@ def dpmpp_sample(model,                      # callable model(x_t [B, ...], t [B
         x0 = p_mean_variance(sched, out, x, t_b, var_type, clip_x0, parameterization)[3]
         x0s.append(x0); del x0s[:-order]
         k = 1 if i == S - 1 else min(order, i + 1, 2 if S < 15 and i == S - 2 else 3)
-        return dpmpp_update(x, x0s[-k:], lams[i + 1 - k:i + 1], lams[i + 1]), x0
-    return _run(model, x, step, ts, hook, record, progress, f'dpm++{order}m-{S}', var_type, y, w)
+        if not sde: return dpmpp_update(x, x0s[-k:], lams[i + 1 - k:i + 1], lams[i + 1]), x0
+        z = _randn(shape, generator, device, dtype) if i < S - 1 else None          # σ = 0 at the end
+        return dpmpp_sde_update(x, x0s[-k:], lams[i + 1 - k:i + 1], lams[i + 1], z), x0
+    return _run(model, x, step, ts, hook, record, progress, f"dpm++{order}m{'-sde' if sde else ''}-{S}", var_type, y, w)
 
 def dpmpp2m_sample(model, sched:NoiseSchedule, shape:tuple, steps:int, **kwargs)->Tensor:
     "DPM-Solver++(2M) (Lu et al. 2022): `dpmpp_sample` with order 2; the same keyword arguments"
     return dpmpp_sample(model, sched, shape, steps, order=2, **kwargs)
+
+def dpmpp2m_sde_sample(model, sched:NoiseSchedule, shape:tuple, steps:int, **kwargs)->Tensor:
+    "DPM-Solver++(2M) SDE: `dpmpp_sample` with order 2 and sde=True; the same keyword arguments"
+    return dpmpp_sample(model, sched, shape, steps, order=2, sde=True, **kwargs)
 
 def dpmpp3m_sample(model, sched:NoiseSchedule, shape:tuple, steps:int, **kwargs)->Tensor:
     "DPM-Solver++(3M): `dpmpp_sample` with order 3; the same keyword arguments"
