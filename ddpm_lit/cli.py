@@ -151,14 +151,14 @@ def cmd_sample(a):
         y = torch.arange(len(r.classes)).repeat_interleave(nrow)           # one row per class
     else: y = None if k is None else torch.full((n,), k)
     t0 = time.time()
-    args = (r.model, r.sched, n, r.shape, a.sampler, a.steps, a.eta, a.var_type or r.cfg.var_type, r.cfg.parameterization,
-            a.batch_size, a.seed, r.cfg.bf16)
+    d = r.diffusion.replace(var_type=a.var_type) if a.var_type else r.diffusion     # the run's choices; --var-type overrides
+    kw = dict(sampler=a.sampler, steps=a.steps, eta=a.eta, batch_size=a.batch_size, seed=a.seed, bf16=r.cfg.bf16, y=y, w=a.guidance)
     if env.torchrun:   # chunks dealt out to the processes, chunk k seeded by (seed, k); rank 0 gathers and writes
-        try: u = generate_sharded(*args, y=y, w=a.guidance, env=env, progress=_progress(a) is not False and sys.stderr.isatty())
+        try: u = generate_sharded(r.model, d, n, r.shape, env=env, progress=_progress(a) is not False and sys.stderr.isatty(), **kw)
         finally: close_distributed()
         if not env.main: return
         x = from_uint8(u)                                     # the npz's uint8 images, back in [-1, 1] for the grid
-    else: x = generate(*args, _progress(a), y=y, w=a.guidance)
+    else: x = generate(r.model, d, n, r.shape, progress=_progress(a), **kw)
     dt = time.time() - t0
     out = a.out or (None if a.npz else str((r.run_dir or Path('.')) / 'samples.png'))   # a shipped model: the current folder
     if out:

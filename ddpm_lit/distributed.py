@@ -150,7 +150,7 @@ def sample_chunks(n:int,     # images in all
     return [(i, min(chunk, n - i)) for i in range(0, n, chunk)]
 
 def sample_part(model, sched, n:int, shape:tuple, sampler:str='ddpm', steps:int=50, eta:float=0.0,
-                var_type:str='fixed_large', parameterization:str='eps', batch_size:int=256, seed:int=0, bf16:bool=True,
+                var_type:str=None, parameterization:str=None, batch_size:int=256, seed:int=0, bf16:bool=True,
                 y:Tensor=None, w:float=0.0, rank:int=0, world_size:int=1, progress:bool=False)->list:
     "This process's chunks of `generate_sharded`: [(k, uint8 [b, H, W, C])], chunk k seeded by (seed, k)"
     chunks = list(enumerate(sample_chunks(n, batch_size)))[rank::world_size]
@@ -162,14 +162,14 @@ def sample_part(model, sched, n:int, shape:tuple, sampler:str='ddpm', steps:int=
     return out
 
 def generate_sharded(model,                       # a trained network, in eval mode, on this process's device
-                     sched,                       # its noise schedule
+                     sched,                       # its Diffusion (a run's `run.diffusion`), or its NoiseSchedule
                      n:int,                       # number of images in all
                      shape:tuple,                 # one image's shape (C, H, W)
                      sampler:str='ddpm',          # 'ddpm' (ancestral), 'ddim', 'dpm++2m', 'dpm++3m' or 'dpm++2m-sde'
                      steps:int=50,                # DDIM steps
                      eta:float=0.0,               # DDIM η
-                     var_type:str='fixed_large',  # the reverse variance (ancestral sampling)
-                     parameterization:str='eps',  # what the model predicts
+                     var_type:str=None,           # the reverse variance; None: the Diffusion's
+                     parameterization:str=None,   # what the model predicts; None: the Diffusion's
                      batch_size:int=256,          # images per chunk (and per sampler call)
                      seed:int=0,                  # with the chunk index, seeds each chunk
                      bf16:bool=True,              # bf16 autocast on CUDA

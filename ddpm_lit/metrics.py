@@ -268,13 +268,13 @@ def classifier_accuracy(images,                  # images, any form `as_classifi
 
 # %% ../nbs/08_metrics.ipynb #42176353
 def bits_per_dim(model,                       # callable model(x_t, t) -> output of `parameterization`
-                 sched,                       # its NoiseSchedule
+                 sched,                       # its Diffusion (a run's `run.diffusion`), or its NoiseSchedule
                  images:Tensor,               # held-out images on the 256-level grid in [-1, 1] [N, C, H, W]
                  batch_size:int=100,          # images per vlb_terms call
                  progress:bool=False,         # tqdm bars
-                 var_type:str='fixed_large',  # the reverse variance (a run's cfg.var_type)
+                 var_type:str=None,           # the reverse variance; None: the Diffusion's
                  seed:int=0,                  # seeds the x_t draws
-                 parameterization:str='eps',  # what the model predicts (a run's cfg.parameterization)
+                 parameterization:str=None,   # what the model predicts; None: the Diffusion's
                 )->dict:                      # total_bpd, total_bpd_se, n, prior_bpd, decoder_bpd, terms_bpd [T], bits_per_image
     "The variational bound in bits/dim on `images`: its mean, standard error and per-timestep decomposition"
     images = torch.as_tensor(images)
@@ -410,8 +410,8 @@ def evaluate(run:str,                 # a run directory (its latest checkpoint) 
             x = from_uint8(arr)
             res.update(samples_from=str(samples), n=n)
         else:
-            x = generate(r.model, sched, n, r.shape, sampler, steps, eta, vt, cfg.parameterization, batch_size, seed,
-                         cfg.bf16, progress, y=y, w=guidance)
+            x = generate(r.model, r.diffusion.replace(var_type=vt), n, r.shape, sampler, steps, eta, batch_size=batch_size,
+                         seed=seed, bf16=cfg.bf16, progress=progress, y=y, w=guidance)
             res.update(sampler=sampler, steps=sched.T if sampler == 'ddpm' else steps, eta=eta if sampler == 'ddim' else None,
                        var_type=vt if sampler == 'ddpm' else None, n=n, sample_time_s=round(time.time() - t0, 1))
         how = (f"samples from {samples}" if samples is not None else f"{describe_sampler(sampler, steps, eta, sched.T)}, seed {seed}")
@@ -458,8 +458,7 @@ def evaluate(run:str,                 # a run directory (its latest checkpoint) 
     if bpd_n:
         t0 = time.time()
         idx = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[:bpd_n]
-        b = bits_per_dim(r.model, sched, real(test, idx), bpd_batch_size or min(len(idx), 100), progress, cfg.var_type, seed,
-                         cfg.parameterization)
+        b = bits_per_dim(r.model, r.diffusion, real(test, idx), bpd_batch_size or min(len(idx), 100), progress, seed=seed)
         res.update(bpd=b['total_bpd'], bpd_se=b['total_bpd_se'], bpd_n=b['n'], bpd_prior=b['prior_bpd'],
                    bpd_decoder=b['decoder_bpd'], bpd_dims=b['dims'], bpd_terms=b['terms_bpd'].tolist(),
                    bpd_var_type=cfg.var_type, bpd_time_s=round(time.time() - t0, 1))

@@ -7,7 +7,7 @@ Docs: https://ddpm-lit.github.io/ddpm_lit/posterior.html.md"""
 # %% auto #0
 __all__ = ['PARAMETERIZATIONS', 'VAR_TYPES', 'LEARNED_VAR_TYPES', 'q_posterior', 'predict_x0_from_eps', 'predict_eps_from_x0',
            'ConfigError', 'check_choice', 'out_channels', 'predict_x0_from_mu', 'split_model_output', 'p_mean_variance',
-           'predict_eps']
+           'predict_eps', 'Diffusion', 'as_diffusion']
 
 # %% ../nbs/02_posterior.ipynb #4ccfa257
 import torch
@@ -132,3 +132,60 @@ def predict_eps(sched:NoiseSchedule,        # the noise schedule
     if parameterization == 'eps': return out
     x0 = out if parameterization == 'x0' else predict_x0_from_mu(sched, x_t, t, out)
     return predict_eps_from_x0(sched, x_t, t, x0)
+
+# %% ../nbs/02_posterior.ipynb #0fabc5e9
+from dataclasses import dataclass, replace as _replace
+
+@dataclass(frozen=True)
+class Diffusion:
+    "The reverse process of a model, without the network: its schedule, what it predicts, its variance and x̂0 clipping"
+    sched:NoiseSchedule              # the noise schedule the model was trained with
+    parameterization:str = 'eps'     # what the output's first C channels predict: 'eps', 'x0' or 'mu'
+    var_type:str = 'fixed_small'     # the variance of p_θ: one of VAR_TYPES
+    clip_x0:bool = True              # clip x̂0 to [-1, 1] when sampling (the bound has its own setting)
+    def __post_init__(self):
+        if not isinstance(self.sched, NoiseSchedule):
+            raise TypeError(f"Diffusion: sched must be a NoiseSchedule, got {type(self.sched).__name__}")
+        check_choice('parameterization', self.parameterization, PARAMETERIZATIONS)
+        check_choice('var_type', self.var_type, VAR_TYPES)
+        if not isinstance(self.clip_x0, bool): raise TypeError(f"Diffusion: clip_x0 must be True or False, got {self.clip_x0!r}")
+    @property
+    def T(self)->int: return self.sched.T
+    @property
+    def learned_variance(self)->bool: return self.var_type in LEARNED_VAR_TYPES
+    def out_channels(self, in_ch:int)->int:
+        "Channels the network must output for images of `in_ch` channels"
+        return out_channels(in_ch, self.var_type)
+    def replace(self, **changes)->'Diffusion':
+        "A copy with some fields changed (checked again)"
+        return _replace(self, **changes)
+    def to(self, device)->'Diffusion':
+        "The same process with the schedule's buffers on `device`"
+        return _replace(self, sched=self.sched.to(device))
+    def p_mean_variance(self, model_out:Tensor, x_t:Tensor, t:Tensor, clip_x0:bool=None)->tuple:
+        "`p_mean_variance` with this model's choices (clip_x0=None: the Diffusion's)"
+        return p_mean_variance(self.sched, model_out, x_t, t, self.var_type, self.clip_x0 if clip_x0 is None else clip_x0,
+                               self.parameterization)
+    def predict_x0(self, model_out:Tensor, x_t:Tensor, t:Tensor, clip_x0:bool=None)->Tensor:
+        "The x̂0 the output implies (clipped as `p_mean_variance` clips it)"
+        return self.p_mean_variance(model_out, x_t, t, clip_x0)[3]
+    def predict_eps(self, model_out:Tensor, x_t:Tensor, t:Tensor)->Tensor:
+        "The ε the output implies (unclipped)"
+        return predict_eps(self.sched, model_out, x_t, t, self.var_type, self.parameterization)
+
+def as_diffusion(sched,                # a Diffusion, or a NoiseSchedule to be completed by the loose arguments
+                 parameterization:str=None, # None: the Diffusion's (or the default 'eps')
+                 var_type:str=None,    # None: the Diffusion's (or the default 'fixed_small')
+                 clip_x0:bool=None,    # None: the Diffusion's (or the default True)
+                 fn:str='sched',       # the caller's name, for the error message
+                )->Diffusion:
+    "The Diffusion a function works with: `sched` itself, or one made from a schedule and loose arguments"
+    loose = dict(parameterization=parameterization, var_type=var_type, clip_x0=clip_x0)
+    if isinstance(sched, Diffusion):
+        for k, v in loose.items():
+            if v is not None and v != getattr(sched, k):
+                raise ValueError(f"{fn}: {k}={v!r} contradicts the Diffusion's {k}={getattr(sched, k)!r}; give one of them")
+        return sched
+    if not isinstance(sched, NoiseSchedule):
+        raise TypeError(f"{fn}: sched must be a NoiseSchedule or a Diffusion, got {type(sched).__name__}")
+    return Diffusion(sched, **{k: v for k, v in loose.items() if v is not None})

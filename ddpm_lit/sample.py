@@ -20,8 +20,8 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .schedule import NoiseSchedule, extract
-from .posterior import (VAR_TYPES, PARAMETERIZATIONS, check_choice, predict_x0_from_eps, predict_eps_from_x0,
-                                p_mean_variance, predict_eps, split_model_output)
+from .posterior import (VAR_TYPES, PARAMETERIZATIONS, Diffusion, as_diffusion, check_choice, predict_x0_from_eps,
+                                predict_eps_from_x0, p_mean_variance, predict_eps, split_model_output)
 from .guidance import check_guidance, guided_model
 
 # %% ../nbs/06_sample.ipynb #37f1232b
@@ -50,11 +50,9 @@ def _check_shape(shape)->tuple:
         raise ValueError(f"shape must be [B, ...] with B >= 1 samples and every size >= 1, got {shape}")
     return shape
 
-def _setup(model, sched, shape, device, dtype, x_T, generator, hook, record, T_valid, var_type, parameterization):
-    "Check the arguments shared by both samplers; resolve device and dtype"
+def _setup(model, shape, device, dtype, x_T, generator, hook, record, T_valid):
+    "Check the arguments the samplers share (the Diffusion is checked by `as_diffusion`); resolve device and dtype"
     if not callable(model): raise TypeError(f"model must be callable as model(x_t, t), got {type(model).__name__}")
-    if not isinstance(sched, NoiseSchedule): raise TypeError(f"sched must be a NoiseSchedule, got {type(sched).__name__}")
-    check_choice('var_type', var_type, VAR_TYPES); check_choice('parameterization', parameterization, PARAMETERIZATIONS)
     shape = _check_shape(shape)
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
@@ -121,10 +119,10 @@ def _run(model, x:Tensor, step_fn, ts:list, hook, record, progress, desc:str, va
 
 # %% ../nbs/06_sample.ipynb #dbfb8301
 def ddpm_sample(model,                       # callable model(x_t [B, ...], t [B]) -> output of `parameterization` [B, ...]
-                sched:NoiseSchedule,         # the noise schedule the model was trained with
+                sched,                       # the model's Diffusion (chapter 02), or the NoiseSchedule it was trained with
                 shape:tuple,                 # sample shape [B, ...]: (B, C, H, W) images, (B, 2) points
-                var_type:str='fixed_small',  # σ_t²: "fixed_small" (β̃_t), "fixed_large" (β_t), or a learned type
-                clip_x0:bool=True,           # clip the predicted x0 to [-1, 1] at each step (the paper's code does)
+                var_type:str=None,           # σ_t²: "fixed_small" (β̃_t), "fixed_large" (β_t), or a learned type; None: the Diffusion's
+                clip_x0:bool=None,           # clip the predicted x0 to [-1, 1] at each step (the paper's code does); None: the Diffusion's
                 generator:torch.Generator=None, # source of all noise, x_T included; None: torch's global RNG
                 device=None,                 # default: the model's parameters' device, else x_T's, else cpu
                 dtype:torch.dtype=None,      # dtype of x; default: the model's parameters', else x_T's, else float32
@@ -132,21 +130,21 @@ def ddpm_sample(model,                       # callable model(x_t [B, ...], t [B
                 hook=None,                   # hook(t:int, x_t [B, ...], x0_pred [B, ...]) called at the recorded steps
                 record=None,                 # 0-based timesteps at which to call `hook`; None: every step
                 progress=False,              # a tqdm bar over the T steps (or a bar of the caller's, advanced by B per step)
-                parameterization:str='eps',  # what the model predicts: 'eps', 'x0' or 'mu'
+                parameterization:str=None,   # what the model predicts: 'eps', 'x0' or 'mu'; None: the Diffusion's
                 y:Tensor=None,               # class labels [B] for a class-conditional model (-1: none); None: unconditional
                 w:float=0.0,                 # classifier-free guidance strength (needs y): (1 + w) ε(x, y) - w ε(x)
                )->Tensor:                    # samples x_0 [B, ...] on `device`, in `dtype`
     "Ancestral sampling (Algorithm 2): T steps of p_θ(x_{t-1} | x_t) from x_T ~ N(0, I)"
-    T = sched.T if isinstance(sched, NoiseSchedule) else 0
-    shape, device, dtype, record = _setup(model, sched, shape, device, dtype, x_T, generator, hook, record, range(T),
-                                          var_type, parameterization)
+    d = as_diffusion(sched, parameterization, var_type, clip_x0, 'ddpm_sample')
+    T = d.T
+    shape, device, dtype, record = _setup(model, shape, device, dtype, x_T, generator, hook, record, range(T))
     w = check_guidance(y, w, shape[0])
-    sched = sched.to(device)
+    d = d.to(device)
     x = _randn(shape, generator, device, dtype) if x_T is None else x_T.to(device, dtype)
     def step(i, x, t_b, out):
         z = _randn(shape, generator, device, dtype) if i < T - 1 else None   # z = 0 at the last step (t = 0)
-        return ddpm_step(sched, out, x, t_b, z, var_type, clip_x0, parameterization)
-    return _run(model, x, step, list(range(T - 1, -1, -1)), hook, record, progress, 'ddpm', var_type, y, w)
+        return ddpm_step(d.sched, out, x, t_b, z, d.var_type, d.clip_x0, d.parameterization)
+    return _run(model, x, step, list(range(T - 1, -1, -1)), hook, record, progress, 'ddpm', d.var_type, y, w)
 
 # %% ../nbs/06_sample.ipynb #b5b7d79d
 def ddim_timesteps(T:int,     # number of diffusion steps of the schedule
@@ -183,11 +181,11 @@ def ddim_step(sched:NoiseSchedule, # the noise schedule
 
 # %% ../nbs/06_sample.ipynb #d56d3882
 def ddim_sample(model,                      # callable model(x_t [B, ...], t [B]) -> output of `parameterization` [B, ...]
-                sched:NoiseSchedule,        # the noise schedule the model was trained with
+                sched,                      # the model's Diffusion (chapter 02), or the NoiseSchedule it was trained with
                 shape:tuple,                # sample shape [B, ...]: (B, C, H, W) images, (B, 2) points
                 steps:int,                  # number S of sampling steps, 1 <= S <= T (see `ddim_timesteps`)
                 eta:float=0.0,              # η >= 0: 0 deterministic; 1 with steps=T is ancestral sampling with β̃
-                clip_x0:bool=True,          # clip the predicted x0 to [-1, 1] at each step
+                clip_x0:bool=None,          # clip the predicted x0 to [-1, 1] at each step; None: the Diffusion's (True)
                 generator:torch.Generator=None, # source of all noise, x_T included; None: torch's global RNG
                 device=None,                # default: the model's parameters' device, else x_T's, else cpu
                 dtype:torch.dtype=None,     # dtype of x; default: the model's parameters', else x_T's, else float32
@@ -195,28 +193,26 @@ def ddim_sample(model,                      # callable model(x_t [B, ...], t [B]
                 hook=None,                  # hook(t:int, x_t [B, ...], x0_pred [B, ...]) called at the recorded steps
                 record=None,                # 0-based timesteps (from `ddim_timesteps(T, steps)`) at which to call `hook`; None: all
                 progress=False,             # a tqdm bar over the steps (or a bar of the caller's, advanced by B per step)
-                parameterization:str='eps', # what the model predicts: 'eps', 'x0' or 'mu' (turned into ε by `predict_eps`)
-                var_type:str='fixed_small', # only to read a learned-variance output: its first C channels are used
+                parameterization:str=None,  # what the model predicts: 'eps', 'x0' or 'mu' (turned into ε); None: the Diffusion's
+                var_type:str=None,          # only to read a learned-variance output (its first C channels); None: the Diffusion's
                 y:Tensor=None,              # class labels [B] for a class-conditional model (-1: none); None: unconditional
                 w:float=0.0,                # classifier-free guidance strength (needs y): (1 + w) ε(x, y) - w ε(x)
                )->Tensor:                   # samples x_0 [B, ...] on `device`, in `dtype`
     "DDIM sampling (Song et al. 2021) along `steps` evenly spaced timesteps, with noise level η"
-    T = sched.T if isinstance(sched, NoiseSchedule) else 0
-    ts = ddim_timesteps(T, steps).tolist() if isinstance(sched, NoiseSchedule) else []
+    d = as_diffusion(sched, parameterization, var_type, clip_x0, 'ddim_sample')
+    ts = ddim_timesteps(d.T, steps).tolist()
     try: eta = float(eta)
     except (TypeError, ValueError): raise TypeError(f"eta must be a number, got {eta!r}") from None
     if not (eta >= 0 and math.isfinite(eta)): raise ValueError(f"eta must be a finite number >= 0, got {eta}")
-    shape, device, dtype, record = _setup(model, sched, shape, device, dtype, x_T, generator, hook, record, set(ts),
-                                          var_type, parameterization)
+    shape, device, dtype, record = _setup(model, shape, device, dtype, x_T, generator, hook, record, set(ts))
     w = check_guidance(y, w, shape[0])
-    sched = sched.to(device)
+    d = d.to(device)
     x = _randn(shape, generator, device, dtype) if x_T is None else x_T.to(device, dtype)
     t_prev = torch.tensor(ts[1:] + [-1], dtype=torch.long).to(device)[:, None].expand(-1, shape[0]).contiguous()
     def step(i, x, t_b, out):
-        eps = predict_eps(sched, out, x, t_b, var_type, parameterization)
         z = _randn(shape, generator, device, dtype) if eta > 0 and i < len(ts) - 1 else None  # σ = 0 at the end
-        return ddim_step(sched, eps, x, t_b, t_prev[i], eta, z, clip_x0)
-    return _run(model, x, step, ts, hook, record, progress, f'ddim{len(ts)}', var_type, y, w)
+        return ddim_step(d.sched, d.predict_eps(out, x, t_b), x, t_b, t_prev[i], eta, z, d.clip_x0)
+    return _run(model, x, step, ts, hook, record, progress, f'ddim{len(ts)}', d.var_type, y, w)
 
 # %% ../nbs/06_sample.ipynb #0e842438
 def _images_cpu(x, fn:str)->Tensor:
@@ -317,14 +313,14 @@ def derive_seed(*keys:int)->int:
     return int(s.generate_state(2, np.uint32).view(np.uint64)[0] >> np.uint64(1))   # 63 bits: any generator takes it
 
 def generate(model,                       # a trained network, in eval mode, on its device
-             sched:NoiseSchedule,         # its noise schedule
+             sched,                       # its Diffusion (a run's `run.diffusion`), or its NoiseSchedule
              n:int,                       # number of images
              shape:tuple,                 # one image's shape (C, H, W)
              sampler:str='ddpm',          # 'ddpm' (ancestral, T steps), 'ddim', an ODE solver 'dpm++2m' / 'dpm++3m', or 'dpm++2m-sde'
              steps:int=50,                # network calls of every sampler but 'ddpm'
              eta:float=0.0,               # DDIM η
-             var_type:str='fixed_large',  # the reverse variance the model was trained with (ancestral sampling)
-             parameterization:str='eps',  # what the model predicts
+             var_type:str=None,           # the reverse variance the model was trained with; None: the Diffusion's
+             parameterization:str=None,   # what the model predicts; None: the Diffusion's
              batch_size:int=256,          # images per sampler call
              seed:int=0,                  # with the batch's index, seeds each batch (the one seed rule, below)
              bf16:bool=True,              # bf16 autocast on CUDA
@@ -335,11 +331,12 @@ def generate(model,                       # a trained network, in eval mode, on 
             )->Tensor:                    # float32 [n, C, H, W] in [-1, 1], on the CPU
     "n samples from a model in batches; batch j is drawn from `derive_seed(seed, first_batch + j)`"
     check_choice('sampler', sampler, SAMPLERS)
+    d = as_diffusion(sched, parameterization, var_type, None, 'generate')
     if n < 1 or batch_size < 1: raise ValueError(f"n and batch_size must be >= 1, got n={n}, batch_size={batch_size}")
     check_guidance(y, w, n)
     p = next(model.parameters(), None) if isinstance(model, nn.Module) else None
     device = p.device if p is not None else torch.device('cpu')
-    n_steps = sched.T if sampler == 'ddpm' else steps
+    n_steps = d.T if sampler == 'ddpm' else steps
     if progress is None: progress = sys.stderr.isatty()
     out = []
     ascii_only = not (getattr(sys.stderr, 'encoding', None) or '').lower().startswith('utf')   # a C-locale terminal
@@ -350,11 +347,10 @@ def generate(model,                       # a trained network, in eval mode, on 
         for j, i in enumerate(range(0, n, batch_size)):
             b = (min(batch_size, n - i), *shape)
             g = torch.Generator(device).manual_seed(derive_seed(seed, first_batch + j))   # one seed per batch: any split, same images
-            kw = dict(generator=g, progress=bar if progress else False, parameterization=parameterization, var_type=var_type,
-                      y=None if y is None else y[i:i + batch_size], w=w)
-            if sampler == 'ddpm': x = ddpm_sample(model, sched, b, **kw)
-            elif sampler == 'ddim': x = ddim_sample(model, sched, b, steps, eta=eta, **kw)
-            else: x = dpmpp_sample(model, sched, b, steps, order=int(sampler[5]), sde=sampler.endswith('-sde'), **kw)  # 'dpm++2m' -> 2
+            kw = dict(generator=g, progress=bar if progress else False, y=None if y is None else y[i:i + batch_size], w=w)
+            if sampler == 'ddpm': x = ddpm_sample(model, d, b, **kw)
+            elif sampler == 'ddim': x = ddim_sample(model, d, b, steps, eta=eta, **kw)
+            else: x = dpmpp_sample(model, d, b, steps, order=int(sampler[5]), sde=sampler.endswith('-sde'), **kw)  # 'dpm++2m' -> 2
             out.append(x.float().cpu())
     return torch.cat(out)
 
@@ -435,13 +431,13 @@ def _check_timesteps(timesteps, T:int, steps:int)->list:
     return ts
 
 def dpmpp_sample(model,                      # callable model(x_t [B, ...], t [B]) -> output of `parameterization` [B, ...]
-                 sched:NoiseSchedule,        # the noise schedule the model was trained with
+                 sched,                      # the model's Diffusion (chapter 02), or the NoiseSchedule it was trained with
                  shape:tuple,                # sample shape [B, ...]
                  steps:int,                  # network calls (NFE), 1 <= steps <= T
                  order:int=2,                # 1 (DDIM), 2 (DPM-Solver++(2M)) or 3 (DPM-Solver++(3M))
                  spacing:str='logsnr',       # where the steps go: 'logsnr', 'uniform' or 'karras' (see `solver_timesteps`)
                  timesteps=None,             # explicit timesteps (`steps` decreasing ints), overriding `spacing`
-                 clip_x0:bool=True,          # clip x̂0 to [-1, 1] (not the probability-flow ODE any more: see the text)
+                 clip_x0:bool=None,          # clip x̂0 to [-1, 1] (not the probability-flow ODE any more: see the text); None: the Diffusion's (True)
                  generator:torch.Generator=None, # source of x_T (and of the step noise with `sde`); None: torch's global RNG
                  device=None,                # default: the model's parameters' device, else x_T's, else cpu
                  dtype:torch.dtype=None,     # dtype of x; default: the model's parameters', else x_T's, else float32
@@ -449,8 +445,8 @@ def dpmpp_sample(model,                      # callable model(x_t [B, ...], t [B
                  hook=None,                  # hook(t:int, x_t, x0_pred) at the recorded steps
                  record=None,                # timesteps at which to call `hook`; None: all
                  progress=False,             # a tqdm bar over the steps (or a bar of the caller's)
-                 parameterization:str='eps', # what the model predicts: 'eps', 'x0' or 'mu'
-                 var_type:str='fixed_small', # only to read a learned-variance output: its first C channels are used
+                 parameterization:str=None,  # what the model predicts: 'eps', 'x0' or 'mu'; None: the Diffusion's
+                 var_type:str=None,          # only to read a learned-variance output (its first C channels); None: the Diffusion's
                  y:Tensor=None,              # class labels [B] for a class-conditional model; None: unconditional
                  w:float=0.0,                # classifier-free guidance strength (needs y)
                  sde:bool=False,             # the stochastic variant (SDE-DPM-Solver++, order 1 or 2): fresh noise from `generator` each step
@@ -459,35 +455,33 @@ def dpmpp_sample(model,                      # callable model(x_t [B, ...], t [B
     if order not in (1, 2, 3) or isinstance(order, bool): raise ValueError(f"order must be 1, 2 or 3, got {order!r}")
     if not isinstance(sde, bool): raise TypeError(f"sde must be True or False, got {sde!r}")
     if sde and order == 3: raise ValueError("order must be 1 or 2 with sde=True (DPM-Solver++(2M) SDE), got 3")
-    T = sched.T if isinstance(sched, NoiseSchedule) else 0
-    if not isinstance(sched, NoiseSchedule): ts = []
-    elif timesteps is None: ts = solver_timesteps(sched, steps, spacing).tolist()
-    else: ts = _check_timesteps(timesteps, T, len(ddim_timesteps(T, steps)))   # ddim_timesteps checks steps
-    shape, device, dtype, record = _setup(model, sched, shape, device, dtype, x_T, generator, hook, record, set(ts),
-                                          var_type, parameterization)
+    d = as_diffusion(sched, parameterization, var_type, clip_x0, 'dpmpp_sample')
+    if timesteps is None: ts = solver_timesteps(d.sched, steps, spacing).tolist()
+    else: ts = _check_timesteps(timesteps, d.T, len(ddim_timesteps(d.T, steps)))   # ddim_timesteps checks steps
+    shape, device, dtype, record = _setup(model, shape, device, dtype, x_T, generator, hook, record, set(ts))
     w = check_guidance(y, w, shape[0])
-    sched = sched.to(device)
-    lam = half_log_snr(sched).tolist()
+    d = d.to(device)
+    lam = half_log_snr(d.sched).tolist()
     lams, S = [lam[t] for t in ts] + [math.inf], len(ts)       # the end: ᾱ = 1, σ = 0
     x = _randn(shape, generator, device, dtype) if x_T is None else x_T.to(device, dtype)
     x0s = []
     def step(i, x, t_b, out):
-        x0 = p_mean_variance(sched, out, x, t_b, var_type, clip_x0, parameterization)[3]
+        x0 = d.predict_x0(out, x, t_b)
         x0s.append(x0); del x0s[:-order]
         k = 1 if i == S - 1 else min(order, i + 1, 2 if S < 15 and i == S - 2 else 3)
         if not sde: return dpmpp_update(x, x0s[-k:], lams[i + 1 - k:i + 1], lams[i + 1]), x0
         z = _randn(shape, generator, device, dtype) if i < S - 1 else None          # σ = 0 at the end
         return dpmpp_sde_update(x, x0s[-k:], lams[i + 1 - k:i + 1], lams[i + 1], z), x0
-    return _run(model, x, step, ts, hook, record, progress, f"dpm++{order}m{'-sde' if sde else ''}-{S}", var_type, y, w)
+    return _run(model, x, step, ts, hook, record, progress, f"dpm++{order}m{'-sde' if sde else ''}-{S}", d.var_type, y, w)
 
-def dpmpp2m_sample(model, sched:NoiseSchedule, shape:tuple, steps:int, **kwargs)->Tensor:
+def dpmpp2m_sample(model, sched, shape:tuple, steps:int, **kwargs)->Tensor:
     "DPM-Solver++(2M) (Lu et al. 2022): `dpmpp_sample` with order 2; the same keyword arguments"
     return dpmpp_sample(model, sched, shape, steps, order=2, **kwargs)
 
-def dpmpp2m_sde_sample(model, sched:NoiseSchedule, shape:tuple, steps:int, **kwargs)->Tensor:
+def dpmpp2m_sde_sample(model, sched, shape:tuple, steps:int, **kwargs)->Tensor:
     "DPM-Solver++(2M) SDE: `dpmpp_sample` with order 2 and sde=True; the same keyword arguments"
     return dpmpp_sample(model, sched, shape, steps, order=2, sde=True, **kwargs)
 
-def dpmpp3m_sample(model, sched:NoiseSchedule, shape:tuple, steps:int, **kwargs)->Tensor:
+def dpmpp3m_sample(model, sched, shape:tuple, steps:int, **kwargs)->Tensor:
     "DPM-Solver++(3M): `dpmpp_sample` with order 3; the same keyword arguments"
     return dpmpp_sample(model, sched, shape, steps, order=3, **kwargs)

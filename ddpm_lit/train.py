@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .schedule import NoiseSchedule
-from .posterior import VAR_TYPES, LEARNED_VAR_TYPES, PARAMETERIZATIONS, ConfigError, out_channels
+from .posterior import VAR_TYPES, LEARNED_VAR_TYPES, PARAMETERIZATIONS, ConfigError, Diffusion, out_channels
 from .loss import LOSSES, training_losses
 from .unet import UNet, MODEL_PRESETS
 from .data import IMAGE_DATASETS, ImageData, load_image_data
@@ -238,6 +238,7 @@ class Trainer:
         if cfg.init and model is None: self._init_from(cfg.init)   # a resumed run's weights come from its checkpoint instead
         self.ema = copy.deepcopy(self.model).requires_grad_(False).eval()
         self.sched = NoiseSchedule.from_name(cfg.schedule, cfg.T).to(self.device)
+        self.diffusion = Diffusion(self.sched, cfg.parameterization, cfg.var_type)   # the model's choices, in one object
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, fused=self.device.type == 'cuda')
         net = wrap_ddp(self.model, self.device, self.env)   # DDP averages the gradients; the EMA reads self.model
         self.fwd = torch.compile(net) if cfg.compile else net
@@ -312,8 +313,8 @@ class Trainer:
         for g in self.opt.param_groups: g['lr'] = lr_at(cfg, self.step)
         kw = {} if y is None else dict(y=y)
         with precision(self.device, cfg.bf16):
-            loss = training_losses(self.fwd, self.sched, x0, loss=cfg.loss, parameterization=cfg.parameterization,
-                                   var_type=cfg.var_type, hybrid_lambda=cfg.hybrid_lambda, min_snr_gamma=cfg.min_snr_gamma, **kw)['loss'].mean()
+            loss = training_losses(self.fwd, self.diffusion, x0, loss=cfg.loss, hybrid_lambda=cfg.hybrid_lambda,
+                                   min_snr_gamma=cfg.min_snr_gamma, **kw)['loss'].mean()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         gn = nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip, foreach=True)
@@ -356,9 +357,8 @@ class Trainer:
         "Sample the EMA model (DDIM with `steps` steps, or ancestral if None) and save a PNG grid"
         n = n or self.cfg.n_sample
         y = balanced_labels(n, len(self.classes)) if self.classes else None   # a conditional run: classes in turn
-        x = generate(self.ema, self.sched, n, self.data.shape, 'ddim' if steps else 'ddpm', steps or 50,
-                     var_type=self.cfg.var_type, parameterization=self.cfg.parameterization, seed=self.cfg.seed,
-                     bf16=self.cfg.bf16, progress=False, y=y)
+        x = generate(self.ema, self.diffusion, n, self.data.shape, 'ddim' if steps else 'ddpm', steps or 50,
+                     seed=self.cfg.seed, bf16=self.cfg.bf16, progress=False, y=y)
         return save_grid(x, path or self.run_dir / 'samples' / f"step_{self.step:08d}.png", nrow=int(math.sqrt(n)) or 1)
 
     def _on_signal(self, signum, frame): self._stop = signal.Signals(signum).name
@@ -463,6 +463,9 @@ class Run:
     card:dict = None       # a shipped model's card (`pretrained:NAME`: recipe, training, evaluations); None for a run
     @property
     def shape(self)->tuple: return (self.model.in_ch, self.model.image_size, self.model.image_size)  # one image (C, H, W)
+    @property
+    def diffusion(self)->Diffusion:   # the schedule with the run's parameterisation and variance: what samplers and losses take
+        return Diffusion(self.sched, self.cfg.parameterization, self.cfg.var_type)
     @property
     def run_dir(self)->Path:   # the run directory of a checkpoint; None for a shipped model (`pretrained:NAME`)
         return self.path.parent.parent if self.path.suffix == '.pt' else None
