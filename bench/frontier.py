@@ -52,8 +52,7 @@ def ddpm_lit_recipe(data, deadline, n, tiny):
     cfg = preset('reference', device='cpu', **(dict(model='tiny', batch_size=8) if tiny else {}))
     tr = Trainer(cfg, '/tmp/frontier_ddpm_lit_unused', data)
     while time.time() < deadline: tr.train_step(tr.batch(), None)
-    x = ddim_sample(tr.ema, tr.sched, (n, 1, 28, 28), 50, generator=torch.Generator().manual_seed(0),
-                    parameterization=cfg.parameterization)
+    x = ddim_sample(tr.ema, tr.diffusion, (n, 1, 28, 28), 50, generator=torch.Generator().manual_seed(0))
     return x, tr.step, cfg.batch_size, dict(preset='reference', config=cfg.__dict__)
 
 

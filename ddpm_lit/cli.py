@@ -243,12 +243,11 @@ def cmd_inpaint(a):
     t0, g, bar = time.time(), torch.Generator(dev).manual_seed(a.seed), _progress(a) is None and sys.stderr.isatty()
     with precision(dev, r.cfg.bf16):
         if a.particles:
-            out = smc_inpaint(r.model, r.sched, x0, m, a.particles, var_type=r.cfg.var_type,
-                              parameterization=r.cfg.parameterization, generator=g, progress=bar)
+            out = smc_inpaint(r.model, r.diffusion, x0, m, a.particles, generator=g, progress=bar)
             how = f"twisted SMC, {a.particles} particles"
         else:
             j, rs = a.jump_length or 10, a.resample or 10
-            out = repaint_sample(r.model, r.sched, x0, m, j, rs, r.cfg.var_type, r.cfg.parameterization, generator=g, progress=bar)
+            out = repaint_sample(r.model, r.diffusion, x0, m, j, rs, generator=g, progress=bar)
             how = f"RePaint j={j}, r={rs}"
     if a.out:
         hole = x * m + (1 - m) * -1.0                               # the input, generated region shown black

@@ -20,7 +20,8 @@ from tqdm.auto import tqdm
 
 from .data import ImageBatches
 from .posterior import ConfigError
-from .sample import resolve_device, generate, to_uint8, derive_seed
+from .run import resolve_device
+from .sample import generate, to_uint8, derive_seed
 
 # %% ../nbs/14_scale.ipynb #fe8efecb
 @dataclass(frozen=True)

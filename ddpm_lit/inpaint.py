@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from .schedule import NoiseSchedule
 from .forward import q_sample, q_step
-from .posterior import VAR_TYPES, PARAMETERIZATIONS, check_choice, split_model_output, p_mean_variance
+from .posterior import VAR_TYPES, PARAMETERIZATIONS, Diffusion, as_diffusion, check_choice, split_model_output, p_mean_variance
 from .sample import ddpm_step, _randn
 
 # %% ../nbs/13_inpaint.ipynb #6e6b1ab7
@@ -48,23 +48,23 @@ def _image_and_mask(x0, mask)->Tensor:
     return mask
 
 def repaint_sample(model,                       # callable model(x_t, t) -> output of `parameterization`
-                   sched:NoiseSchedule,         # its noise schedule
+                   sched,                       # its Diffusion (a run's `run.diffusion`), or its NoiseSchedule
                    x0:Tensor,                   # the image(s) to complete [B, ...] in [-1, 1] (unknown pixels: any value)
                    mask:Tensor,                 # 1 where x0 is known, 0 where it is to be generated; broadcastable to x0
                    jump_length:int=10,          # RePaint's j
                    jump_n_sample:int=10,        # RePaint's r (1: no resampling)
-                   var_type:str='fixed_large',  # the reverse variance
-                   parameterization:str='eps',  # what the model predicts
-                   clip_x0:bool=True,           # clip the predicted x0 at each reverse step
+                   var_type:str=None,           # the reverse variance; None: the Diffusion's
+                   parameterization:str=None,   # what the model predicts; None: the Diffusion's
+                   clip_x0:bool=None,           # clip the predicted x0 at each reverse step; None: the Diffusion's (True)
                    generator:torch.Generator=None, # all the noise; global RNG if None
                    progress=False,              # a tqdm bar over the visited states
                   )->Tensor:                    # x0 with the masked-out pixels generated; known pixels exactly x0's
     "Inpainting with RePaint: known pixels from q(x_{t-1} | x0), unknown ones from p_θ, with resampling jumps"
     mask = _image_and_mask(x0, mask)
-    check_choice('var_type', var_type, VAR_TYPES); check_choice('parameterization', parameterization, PARAMETERIZATIONS)
-    states = repaint_schedule(sched.T, jump_length, jump_n_sample)
+    d = as_diffusion(sched, parameterization, var_type, clip_x0, 'repaint_sample')
+    states = repaint_schedule(d.T, jump_length, jump_n_sample)
     dev, dt = x0.device, x0.dtype
-    sched = sched.to(dev)
+    d = d.to(dev); sched = d.sched
     noise = lambda: _randn(tuple(x0.shape), generator, dev, dt)
     B = x0.shape[0]
     x = noise()
@@ -76,8 +76,8 @@ def repaint_sample(model,                       # callable model(x_t, t) -> outp
                 if s_to < s_from:          # a reverse step x_s -> x_{s-1}: the model at 0-based t = s-1
                     t = torch.full((B,), s_from - 1, dtype=torch.long, device=dev)
                     out = model(x, t)
-                    split_model_output(out, x, var_type)
-                    unknown, _ = ddpm_step(sched, out.to(dt), x, t, noise() if s_to > 0 else None, var_type, clip_x0, parameterization)
+                    split_model_output(out, x, d.var_type)
+                    unknown, _ = ddpm_step(sched, out.to(dt), x, t, noise() if s_to > 0 else None, d.var_type, d.clip_x0, d.parameterization)
                     known = x0 if s_to == 0 else q_sample(sched, x0, torch.full((B,), s_to - 1, dtype=torch.long, device=dev), noise())
                     x = mask * known + (1 - mask) * unknown
                 else:                      # a jump back up x_s -> x_{s+1} ~ q(x_{s+1} | x_s): 0-based t = s
@@ -87,25 +87,25 @@ def repaint_sample(model,                       # callable model(x_t, t) -> outp
     return x
 
 # %% ../nbs/13_inpaint.ipynb #78d33203
-def _twist(model, sched, x, s, y, mask, tau, var_type, clip_x0, parameterization):
+def _twist(model, d, x, s, y, mask, tau):
     "log p̃_s(y | x_s) = Σ_known log N(y; x̂0(x_s), τ_s) up to a constant, its gradient in x_s, and p_θ(x_{s-1} | x_s)'s mean and variance"
     with torch.enable_grad():
         x = x.detach().requires_grad_(True)
         t = torch.full((x.shape[0],), s, dtype=torch.long, device=x.device)
-        mean, var, logvar, x0_pred = p_mean_variance(sched, model(x, t).to(x.dtype), x, t, var_type, clip_x0, parameterization)
+        mean, var, logvar, x0_pred = d.p_mean_variance(model(x, t).to(x.dtype), x, t)
         lt = (-0.5 * (y - x0_pred) ** 2 / tau[s] * mask).flatten(1).sum(1)
         g, = torch.autograd.grad(lt.sum(), x)
     return lt.detach(), g, mean.detach(), var.detach(), logvar.detach()
 
 def smc_inpaint(model,                       # callable model(x_t, t) -> output of `parameterization`, differentiable in x_t
-                sched:NoiseSchedule,         # its noise schedule
+                sched,                       # its Diffusion (a run's `run.diffusion`), or its NoiseSchedule
                 x0:Tensor,                   # the image(s) to complete [B, ...] in [-1, 1] (unknown pixels: any value)
                 mask:Tensor,                 # 1 where x0 is known, 0 where it is to be generated; broadcastable to x0
                 particles:int=16,            # K particles per image
                 twist_var:float=0.5,         # σ_d²: the prior variance of a pixel in the twisting functions (see the text)
-                var_type:str='fixed_large',  # the reverse variance (fixed or learned)
-                parameterization:str='eps',  # what the model predicts
-                clip_x0:bool=True,           # clip the predicted x0 at each reverse step
+                var_type:str=None,           # the reverse variance (fixed or learned); None: the Diffusion's
+                parameterization:str=None,   # what the model predicts; None: the Diffusion's
+                clip_x0:bool=None,           # clip the predicted x0 at each reverse step; None: the Diffusion's (True)
                 ess_threshold:float=0.5,     # resample an image's particles when their effective sample size falls below this × K
                 generator:torch.Generator=None, # all the randomness; global RNG if None
                 progress=False,              # a tqdm bar over the T steps
@@ -117,14 +117,14 @@ def smc_inpaint(model,                       # callable model(x_t, t) -> output 
     if not (isinstance(twist_var, (int, float)) and twist_var > 0): raise ValueError(f"twist_var must be a number > 0, got {twist_var!r}")
     if not (isinstance(ess_threshold, (int, float)) and 0 <= ess_threshold <= 1):
         raise ValueError(f"ess_threshold must lie in [0, 1], got {ess_threshold!r}")
-    check_choice('var_type', var_type, VAR_TYPES); check_choice('parameterization', parameterization, PARAMETERIZATIONS)
+    d = as_diffusion(sched, parameterization, var_type, clip_x0, 'smc_inpaint')
     dev, dt, K, B = x0.device, x0.dtype, particles, x0.shape[0]
-    sched = sched.to(dev)
+    d = d.to(dev); sched = d.sched
     ab = sched.alpha_bars.to(dt)
     tau = twist_var * (1 - ab) / (1 - ab + twist_var * ab)         # Var[x0 | x_s] if a pixel were N(m, σ_d²)
     y, m = x0.repeat_interleave(K, 0), mask.repeat_interleave(K, 0)  # [B*K, ...]: an image's particles side by side
     rows = torch.arange(B, device=dev)[:, None] * K
-    twist = lambda x, s: _twist(model, sched, x, s, y, m, tau, var_type, clip_x0, parameterization)
+    twist = lambda x, s: _twist(model, d, x, s, y, m, tau)
     was_training = isinstance(model, nn.Module) and model.training
     if was_training: model.eval()
     try:

@@ -21,7 +21,7 @@ from torch import nn
 from .schedule import NoiseSchedule, cosine_betas
 from .posterior import check_choice, out_channels
 from .unet import UNet, MODEL_PRESETS
-from .train import CKPT_KIND, TrainConfig, atomic_save, checkpoints, load_run
+from .run import CKPT_KIND, TrainConfig, atomic_save, checkpoints, load_run
 
 # %% ../nbs/12_interop.ipynb #2e323ff0
 INSTALL_HINT = "pip install 'ddpm_lit[interop]'"

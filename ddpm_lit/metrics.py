@@ -23,8 +23,8 @@ from tqdm.auto import tqdm
 
 from .loss import vlb_terms
 from .posterior import check_choice
-from .sample import SAMPLERS, describe_sampler, generate, resolve_device, to_uint8, from_uint8, save_npz
-from .train import load_run, load_data
+from .sample import SAMPLERS, describe_sampler, generate, to_uint8, from_uint8, save_npz
+from .run import load_run, load_data, resolve_device
 from .guidance import balanced_labels
 
 # %% ../nbs/08_metrics.ipynb #7bd46a72

@@ -179,13 +179,13 @@ def as_diffusion(sched,                # a Diffusion, or a NoiseSchedule to be c
                  clip_x0:bool=None,    # None: the Diffusion's (or the default True)
                  fn:str='sched',       # the caller's name, for the error message
                 )->Diffusion:
-    "The Diffusion a function works with: `sched` itself, or one made from a schedule and loose arguments"
+    "The Diffusion a function works with: `sched` itself (clip_x0, a choice of the call, may override it), or one made from a schedule"
     loose = dict(parameterization=parameterization, var_type=var_type, clip_x0=clip_x0)
     if isinstance(sched, Diffusion):
-        for k, v in loose.items():
-            if v is not None and v != getattr(sched, k):
-                raise ValueError(f"{fn}: {k}={v!r} contradicts the Diffusion's {k}={getattr(sched, k)!r}; give one of them")
-        return sched
+        for k in ('parameterization', 'var_type'):      # the model's own choices: a different value is a mistake
+            if loose[k] is not None and loose[k] != getattr(sched, k):
+                raise ValueError(f"{fn}: {k}={loose[k]!r} contradicts the Diffusion's {k}={getattr(sched, k)!r}; give one of them")
+        return sched if clip_x0 is None or clip_x0 == sched.clip_x0 else sched.replace(clip_x0=clip_x0)
     if not isinstance(sched, NoiseSchedule):
         raise TypeError(f"{fn}: sched must be a NoiseSchedule or a Diffusion, got {type(sched).__name__}")
     return Diffusion(sched, **{k: v for k, v in loose.items() if v is not None})

@@ -10,7 +10,7 @@ __all__ = ['load_pretrained', 'model_card']
 # %% ../nbs/15_pretrained.ipynb #68c37e0c
 import json
 from pathlib import Path
-from .train import Run, PRETRAINED, available_pretrained, load_run, pretrained_path, save_pretrained
+from .run import Run, PRETRAINED, available_pretrained, load_run, pretrained_path, save_pretrained
 
 # %% ../nbs/15_pretrained.ipynb #08c6bac3
 def load_pretrained(name:str='fashion_mnist', # one of `available_pretrained()`

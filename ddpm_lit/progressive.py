@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from .schedule import NoiseSchedule, extract
 from .forward import q_sample
-from .posterior import VAR_TYPES, PARAMETERIZATIONS, check_choice, predict_eps, predict_x0_from_eps
+from .posterior import VAR_TYPES, PARAMETERIZATIONS, Diffusion, as_diffusion, check_choice, predict_eps, predict_x0_from_eps
 from .loss import vlb_term, prior_bpd, model_output
 from .sample import ddpm_step, ddim_timesteps, ddim_sample, _randn
 
@@ -40,10 +40,10 @@ def rate_distortion_split(vlb:dict, # prior_bpd [B], terms_bpd [B, T] (decoder a
     return out
 
 def rate_distortion(model,                       # network: model(x_t [B,C,H,W], t [B]) -> output of `parameterization`
-                    sched:NoiseSchedule,         # the noise schedule it was trained with
+                    sched,                       # its Diffusion (a run's `run.diffusion`), or the NoiseSchedule it was trained with
                     x0:Tensor,                   # held-out images [B, C, H, W] on the 256-level grid in [-1, 1]
-                    var_type:str='fixed_small',  # variance of p_θ (a run's cfg.var_type)
-                    parameterization:str='eps',  # what the network predicts (a run's cfg.parameterization)
+                    var_type:str=None,           # variance of p_θ; None: the Diffusion's
+                    parameterization:str=None,   # what the network predicts; None: the Diffusion's
                     batch_size:int=None,         # images per model call; all at once if None
                     generator:torch.Generator=None, # draws every x_t ~ q(x_t | x0), in `vlb_terms`'s order; global RNG if None
                     progress:bool=False,         # a tqdm bar over the T steps
@@ -52,7 +52,8 @@ def rate_distortion(model,                       # network: model(x_t [B,C,H,W],
     if not isinstance(x0, Tensor) or not x0.is_floating_point() or x0.ndim < 2 or x0.shape[0] == 0:
         raise TypeError(f"rate_distortion: x0 must be a float tensor [B, C, H, W] with B >= 1, got {getattr(x0, 'dtype', type(x0).__name__)}")
     if x0.min() < -1 or x0.max() > 1: raise ValueError("rate_distortion: x0 must lie in [-1, 1] (8-bit images scaled as k/127.5 - 1)")
-    check_choice('var_type', var_type, VAR_TYPES); check_choice('parameterization', parameterization, PARAMETERIZATIONS)
+    d = as_diffusion(sched, parameterization, var_type, None, 'rate_distortion')
+    sched, var_type, parameterization = d.sched, d.var_type, d.parameterization
     B, T = x0.shape[0], sched.T
     bs = B if batch_size is None else int(batch_size)
     if bs < 1: raise ValueError(f"rate_distortion: batch_size must be a positive integer, got {batch_size!r}")
@@ -87,12 +88,12 @@ def rd_summary(rd:dict,           # the output of `rate_distortion` (or `rate_di
 
 # %% ../nbs/13a_progressive.ipynb #12b20356
 def reverse_from(model,                       # callable model(x_t [B, ...], t [B]) -> output of `parameterization`
-                 sched:NoiseSchedule,         # the noise schedule the model was trained with
+                 sched,                       # the model's Diffusion (a run's `run.diffusion`), or its NoiseSchedule
                  x_t:Tensor,                  # the state to continue from [B, ...]
                  t:int,                       # its 0-based timestep: the first step applied is p_θ(x_{t-1} | x_t)
-                 var_type:str='fixed_small',  # σ_t²: one of VAR_TYPES (a run's cfg.var_type)
-                 clip_x0:bool=True,           # clip the predicted x0 to [-1, 1] at each step
-                 parameterization:str='eps',  # what the model predicts: 'eps', 'x0' or 'mu'
+                 var_type:str=None,           # σ_t²: one of VAR_TYPES; None: the Diffusion's
+                 clip_x0:bool=None,           # clip the predicted x0 to [-1, 1] at each step; None: the Diffusion's (True)
+                 parameterization:str=None,   # what the model predicts: 'eps', 'x0' or 'mu'; None: the Diffusion's
                  generator:torch.Generator=None, # source of the reverse noise z; None: torch's global RNG
                  tile_noise:int=1,            # draw z for B / tile_noise rows and tile it: rows j, j + B/tile_noise, ... share z
                  hook=None,                   # hook(t:int, x_t [B, ...], x0_pred [B, ...]) at every step
@@ -102,38 +103,38 @@ def reverse_from(model,                       # callable model(x_t [B, ...], t [
     if not callable(model): raise TypeError(f"reverse_from: model must be callable as model(x_t, t), got {type(model).__name__}")
     if not isinstance(x_t, Tensor) or not x_t.is_floating_point() or x_t.ndim < 2:
         raise TypeError(f"reverse_from: x_t must be a float tensor [B, ...], got {getattr(x_t, 'dtype', type(x_t).__name__)}")
+    d = as_diffusion(sched, parameterization, var_type, clip_x0, 'reverse_from')
     if isinstance(t, Tensor): t = int(t.item()) if t.numel() == 1 else t
-    if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < sched.T:
-        raise ValueError(f"reverse_from: t must be one 0-based timestep in [0, {sched.T - 1}], got {t!r}")
+    if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < d.T:
+        raise ValueError(f"reverse_from: t must be one 0-based timestep in [0, {d.T - 1}], got {t!r}")
     B = x_t.shape[0]
     if isinstance(tile_noise, bool) or not isinstance(tile_noise, int) or tile_noise < 1 or B % tile_noise:
         raise ValueError(f"reverse_from: tile_noise must be a positive divisor of the batch size {B}, got {tile_noise!r}")
-    check_choice('var_type', var_type, VAR_TYPES); check_choice('parameterization', parameterization, PARAMETERIZATIONS)
-    sched = sched.to(x_t.device)
+    d = d.to(x_t.device)
     zshape = (B // tile_noise,) + tuple(x_t.shape[1:])
     x = x_t
     with torch.inference_mode():
         for s in tqdm(range(t, -1, -1), disable=not progress, leave=False, desc='reverse'):
             t_b = torch.full((B,), s, dtype=torch.long, device=x.device)
-            out = model_output(model, x, t_b, var_type, 'reverse_from').to(x.dtype)
+            out = model_output(model, x, t_b, d.var_type, 'reverse_from').to(x.dtype)
             z = _randn(zshape, generator, x.device, x.dtype).repeat(tile_noise, *[1] * (x.ndim - 1)) if s > 0 else None
-            x_new, x0 = ddpm_step(sched, out, x, t_b, z, var_type, clip_x0, parameterization)
+            x_new, x0 = ddpm_step(d.sched, out, x, t_b, z, d.var_type, d.clip_x0, d.parameterization)
             if hook is not None: hook(s, x, x0)
             x = x_new
     return x
 
 # %% ../nbs/13a_progressive.ipynb #2a52886a
 def interpolate(model,                       # callable model(x_t, t) -> output of `parameterization`
-                sched:NoiseSchedule,         # the noise schedule the model was trained with
+                sched,                       # the model's Diffusion (a run's `run.diffusion`), or its NoiseSchedule
                 x0_a:Tensor,                 # first images [B, C, H, W] in [-1, 1]
                 x0_b:Tensor,                 # second images, same shape
                 t:int,                       # 0-based diffusion step of the latent (the paper's t is t + 1)
                 lams,                        # interpolation weights λ [L] in [0, 1]
                 noise:Tensor=None,           # ε shared by both encodings [B, C, H, W]; drawn from `generator` if None
                 generator:torch.Generator=None, # source of ε and of the reverse noise; None: the global RNG
-                var_type:str='fixed_small',  # σ_t² of the reverse process (a run's cfg.var_type)
-                clip_x0:bool=True,           # clip x̂0 at each reverse step
-                parameterization:str='eps',  # what the model predicts
+                var_type:str=None,           # σ_t² of the reverse process; None: the Diffusion's
+                clip_x0:bool=None,           # clip x̂0 at each reverse step; None: the Diffusion's (True)
+                parameterization:str=None,   # what the model predicts; None: the Diffusion's
                 progress:bool=False,         # a bar over the reverse steps
                )->Tensor:                    # decoded images [L, B, C, H, W]
     "Ho et al. §4.4: encode both images with q(x_t | x0) and the same ε, mix (1-λ) x_t + λ x'_t, decode with p_θ"
@@ -142,39 +143,41 @@ def interpolate(model,                       # callable model(x_t, t) -> output 
     lams = torch.as_tensor(lams, dtype=x0_a.dtype, device=x0_a.device).reshape(-1)
     if lams.numel() == 0 or (lams < 0).any() or (lams > 1).any():
         raise ValueError(f"interpolate: lams must be a non-empty list of weights in [0, 1], got {lams.tolist()}")
-    if not isinstance(t, int) or isinstance(t, bool) or not 0 <= t < sched.T:
-        raise ValueError(f"interpolate: t must be one 0-based timestep in [0, {sched.T - 1}], got {t!r}")
+    d = as_diffusion(sched, parameterization, var_type, clip_x0, 'interpolate')
+    if not isinstance(t, int) or isinstance(t, bool) or not 0 <= t < d.T:
+        raise ValueError(f"interpolate: t must be one 0-based timestep in [0, {d.T - 1}], got {t!r}")
     B, L = x0_a.shape[0], lams.numel()
     eps = _randn(tuple(x0_a.shape), generator, x0_a.device, x0_a.dtype) if noise is None else noise
     tb = torch.full((B,), t, dtype=torch.long, device=x0_a.device)
-    xa, xb = q_sample(sched, x0_a, tb, eps), q_sample(sched, x0_b, tb, eps)
+    xa, xb = q_sample(d.sched, x0_a, tb, eps), q_sample(d.sched, x0_b, tb, eps)
     lam = lams.view(L, 1, *[1] * (x0_a.ndim - 1))
     mixed = ((1 - lam) * xa + lam * xb).reshape(L * B, *x0_a.shape[1:])     # λ-major: row l*B + j is pair j at λ_l
-    x = reverse_from(model, sched, mixed, t, var_type, clip_x0, parameterization, generator, tile_noise=L, progress=progress)
+    x = reverse_from(model, d, mixed, t, generator=generator, tile_noise=L, progress=progress)
     return x.reshape(L, B, *x0_a.shape[1:])
 
 # %% ../nbs/13a_progressive.ipynb #f019da4e
 def ddim_invert(model,                      # callable model(x_t, t) -> output of `parameterization`
-                sched:NoiseSchedule,        # the noise schedule the model was trained with
+                sched,                      # the model's Diffusion (a run's `run.diffusion`), or its NoiseSchedule
                 x0:Tensor,                  # images (or points) [B, ...]
                 steps:int,                  # S: the timesteps of `ddim_timesteps(T, S)`, visited upwards
-                parameterization:str='eps', # what the model predicts
-                var_type:str='fixed_small', # only to read a learned-variance output (its first C channels)
+                parameterization:str=None,  # what the model predicts; None: the Diffusion's
+                var_type:str=None,          # only to read a learned-variance output (its first C channels); None: the Diffusion's
                 progress:bool=False,        # a bar over the S steps
                )->Tensor:                   # x_T [B, ...]: `ddim_sample(..., x_T=x_T, clip_x0=False)` maps it back to ≈ x0
     "Encode x0 with the DDIM ODE run backwards (Song et al. 2021, §4.3 and §5.4): x_{t'} = √ᾱ_{t'} x̂0 + √(1-ᾱ_{t'}) ε_θ(x_t, t)"
     if not callable(model): raise TypeError(f"ddim_invert: model must be callable as model(x_t, t), got {type(model).__name__}")
     if not isinstance(x0, Tensor) or not x0.is_floating_point() or x0.ndim < 2:
         raise TypeError(f"ddim_invert: x0 must be a float tensor [B, ...], got {getattr(x0, 'dtype', type(x0).__name__)}")
-    check_choice('var_type', var_type, VAR_TYPES); check_choice('parameterization', parameterization, PARAMETERIZATIONS)
-    ts = ddim_timesteps(sched.T, steps).flip(0).tolist()        # increasing: 0 (when S >= 2), ..., T-1
-    sched, B = sched.to(x0.device), x0.shape[0]
+    d = as_diffusion(sched, parameterization, var_type, None, 'ddim_invert')
+    ts = ddim_timesteps(d.T, steps).flip(0).tolist()            # increasing: 0 (when S >= 2), ..., T-1
+    d, B = d.to(x0.device), x0.shape[0]
+    sched = d.sched
     full = lambda s: torch.full((B,), s, dtype=torch.long, device=x0.device)
     x, prev = x0, None
     with torch.inference_mode():
         for s in tqdm(ts, disable=not progress, leave=False, desc='ddim_invert'):
             at = full(s if prev is None else prev)              # ε is read at the lower end of each step (the first: at x0, step s)
-            eps = predict_eps(sched, model_output(model, x, at, var_type, 'ddim_invert').to(x.dtype), x, at, var_type, parameterization)
+            eps = d.predict_eps(model_output(model, x, at, d.var_type, 'ddim_invert').to(x.dtype), x, at)
             x0_hat = x0 if prev is None else predict_x0_from_eps(sched, x, at, eps)
             ab = extract(sched.alpha_bars, full(s), x)
             x, prev = ab.sqrt() * x0_hat + (1 - ab).sqrt() * eps, s
@@ -198,20 +201,20 @@ def slerp(a:Tensor,   # first endpoints [B, ...]
     return (ca * fa + cb * fb).reshape(a.shape).to(a.dtype)
 
 def ddim_interpolate(model,                      # callable model(x_t, t) -> output of `parameterization`
-                     sched:NoiseSchedule,        # the noise schedule the model was trained with
+                     sched,                      # the model's Diffusion (a run's `run.diffusion`), or its NoiseSchedule
                      x0_a:Tensor,                # first images [B, ...]
                      x0_b:Tensor,                # second images, same shape
                      lams,                       # weights λ [L] in [0, 1]
                      steps:int=50,               # DDIM steps both ways
-                     parameterization:str='eps', # what the model predicts
-                     var_type:str='fixed_small', # only to read a learned-variance output
+                     parameterization:str=None,  # what the model predicts; None: the Diffusion's
+                     var_type:str=None,          # only to read a learned-variance output; None: the Diffusion's
                     )->Tensor:                   # decoded images [L, B, ...]; λ = 0 and 1 are the DDIM reconstructions
     "Deterministic interpolation: DDIM-invert both images to x_T, slerp, decode with DDIM (Song et al. 2021, §5.4)"
     if not isinstance(x0_a, Tensor) or not isinstance(x0_b, Tensor) or x0_a.shape != x0_b.shape:
         raise ValueError(f"ddim_interpolate: x0_a and x0_b must be tensors of one shape, got {tuple(getattr(x0_a, 'shape', ()))} and {tuple(getattr(x0_b, 'shape', ()))}")
-    B = x0_a.shape[0]
-    zT = ddim_invert(model, sched, torch.cat([x0_a, x0_b]), steps, parameterization, var_type)
+    B, d = x0_a.shape[0], as_diffusion(sched, parameterization, var_type, None, 'ddim_interpolate')
+    zT = ddim_invert(model, d, torch.cat([x0_a, x0_b]), steps)
     za, zb = zT[:B], zT[B:]
     z = torch.cat([slerp(za, zb, float(l)) for l in lams])
-    out = ddim_sample(model, sched, tuple(z.shape), steps, clip_x0=False, x_T=z, parameterization=parameterization, var_type=var_type)
+    out = ddim_sample(model, d, tuple(z.shape), steps, clip_x0=False, x_T=z)
     return out.reshape(len(lams), B, *x0_a.shape[1:])

@@ -6,9 +6,9 @@ Docs: https://ddpm-lit.github.io/ddpm_lit/sample.html.md"""
 
 # %% auto #0
 __all__ = ['SAMPLERS', 'SPACINGS', 'ddpm_step', 'Recorder', 'ddpm_sample', 'ddim_timesteps', 'ddim_step', 'ddim_sample',
-           'to_uint8', 'from_uint8', 'save_npz', 'image_grid', 'save_grid', 'resolve_device', 'precision',
-           'describe_sampler', 'derive_seed', 'generate', 'half_log_snr', 'solver_timesteps', 'dpmpp_update',
-           'dpmpp_sde_update', 'dpmpp_sample', 'dpmpp2m_sample', 'dpmpp2m_sde_sample', 'dpmpp3m_sample']
+           'to_uint8', 'from_uint8', 'save_npz', 'image_grid', 'save_grid', 'describe_sampler', 'derive_seed',
+           'generate', 'half_log_snr', 'solver_timesteps', 'dpmpp_update', 'dpmpp_sde_update', 'dpmpp_sample',
+           'dpmpp2m_sample', 'dpmpp2m_sde_sample', 'dpmpp3m_sample']
 
 # %% ../nbs/06_sample.ipynb #eb738d86
 import math, operator, os, sys
@@ -23,6 +23,7 @@ from .schedule import NoiseSchedule, extract
 from .posterior import (VAR_TYPES, PARAMETERIZATIONS, Diffusion, as_diffusion, check_choice, predict_x0_from_eps,
                                 predict_eps_from_x0, p_mean_variance, predict_eps, split_model_output)
 from .guidance import check_guidance, guided_model
+from .run import write_atomic, resolve_device, precision
 
 # %% ../nbs/06_sample.ipynb #37f1232b
 def ddpm_step(sched:NoiseSchedule,         # the noise schedule
@@ -235,21 +236,6 @@ def from_uint8(u, # uint8 images [B,H,W,C] (array or tensor), as `to_uint8` make
     "`to_uint8` inverted: 8-bit channels-last images back to [-1, 1], channels first"
     return torch.as_tensor(u).movedim(-1, -3).float() * (2 / 255) - 1
 
-def _write_atomic(path, write)->Path:
-    "Call `write(file)` on a temporary file beside `path`, flush it to disk, rename it to `path`: a reader never sees half a file"
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, 'wb') as f:
-            write(f); f.flush(); os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists(): tmp.unlink()
-    try:  # make the rename itself durable
-        fd = os.open(path.parent, os.O_RDONLY); os.fsync(fd); os.close(fd)
-    except OSError: pass
-    return path
-
 def save_npz(u, # uint8 images [N,H,W,C] (array or tensor), as `to_uint8` makes them
              path, # the .npz to write (its folder is created); written whole or not at all
              **extra, # more arrays to store under their names (e.g. an inpainting mask)
@@ -257,7 +243,7 @@ def save_npz(u, # uint8 images [N,H,W,C] (array or tensor), as `to_uint8` makes 
     "Write uint8 images under key `arr_0` (the layout FID tools read), and any `extra` arrays, atomically"
     u = np.asarray(u)
     if u.dtype != np.uint8 or u.ndim != 4: raise ValueError(f"save_npz: expected uint8 images [N,H,W,C], got {u.dtype} {u.shape}")
-    return _write_atomic(path, lambda f: np.savez(f, arr_0=u, **{k: np.asarray(v) for k, v in extra.items()}))
+    return write_atomic(path, lambda f: np.savez(f, arr_0=u, **{k: np.asarray(v) for k, v in extra.items()}))
 
 def image_grid(x:Tensor,    # images [B,C,H,W] in [-1, 1]
                nrow:int=8,  # images per row
@@ -276,26 +262,10 @@ def save_grid(x:Tensor,       # images [B,C,H,W] in [-1, 1]
     "Write the images as one PNG grid with torchvision's save_image"
     from torchvision.utils import save_image
     x = _images_cpu(x, 'save_grid')
-    return _write_atomic(path, lambda f: save_image((x + 1) / 2, f, nrow=nrow, padding=padding, format='png'))
+    return write_atomic(path, lambda f: save_image((x + 1) / 2, f, nrow=nrow, padding=padding, format='png'))
 
 # %% ../nbs/06_sample.ipynb #fe937651
 SAMPLERS = ('ddpm', 'ddim', 'dpm++2m', 'dpm++3m', 'dpm++2m-sde')
-
-def resolve_device(device='auto', # 'auto' (CUDA when available, else CPU), or anything torch.device takes
-                  )->torch.device:
-    "The device to run on, with a one-line error when CUDA is asked for but absent"
-    if str(device) == 'auto': return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    try: d = torch.device(device)
-    except (RuntimeError, TypeError): raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
-    if d.type == 'cuda' and not torch.cuda.is_available(): raise ValueError(f"device={str(device)!r} but CUDA is not available")
-    return d
-
-def precision(device,          # the device the work runs on
-              bf16:bool=True,  # bf16 autocast on CUDA (the CPU always runs float32)
-             ):
-    "The one autocast context of training, sampling and evaluation"
-    device = torch.device(device)
-    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 and device.type == 'cuda' else nullcontext()
 
 def describe_sampler(sampler:str, # one of SAMPLERS
                      steps:int,   # network calls (all but 'ddpm')

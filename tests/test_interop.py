@@ -160,8 +160,7 @@ def pipeline_images(folder, n=3, seed=1):
 def run_images(run, n=3, seed=1, ema=True):
     "ddpm_sample on a run, with a generator seeded like the pipeline's: images [n, H, W, C] in [0, 1]"
     r = load_run(run, ema=ema)
-    x = ddpm_sample(r.model, r.sched, (n, *r.shape), var_type=r.cfg.var_type, parameterization=r.cfg.parameterization,
-                    generator=torch.Generator().manual_seed(seed))
+    x = ddpm_sample(r.model, r.diffusion, (n, *r.shape), generator=torch.Generator().manual_seed(seed))
     return (x / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).numpy()
 
 

@@ -36,7 +36,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from ddpm_lit.forward import q_sample                                 # noqa: E402
-from ddpm_lit.posterior import LEARNED_VAR_TYPES, p_mean_variance     # noqa: E402
+from ddpm_lit.posterior import LEARNED_VAR_TYPES     # noqa: E402
 from ddpm_lit.sample import generate, save_grid, to_uint8                                # noqa: E402
 from ddpm_lit.train import checkpoints, load_data, load_run, preset   # noqa: E402
 from ddpm_lit.metrics import bits_per_dim, evaluate                   # noqa: E402
@@ -145,7 +145,7 @@ def learned_variance(r, images:torch.Tensor, ts:torch.Tensor, seed:int=0)->dict:
     for t in ts.tolist():
         tb = torch.full((len(images),), t, dtype=torch.long)
         x_t = q_sample(r.sched, images, tb, torch.randn(images.shape, generator=g))
-        _, var, logvar, _ = p_mean_variance(r.sched, r.model(x_t, tb), x_t, tb, r.cfg.var_type, True, r.cfg.parameterization)
+        _, var, logvar, _ = r.diffusion.p_mean_variance(r.model(x_t, tb), x_t, tb)
         var_mean.append(var.double().mean().item()); logvar_mean.append(logvar.double().mean().item())
     s = r.sched
     return dict(t=ts.numpy(), sigma2_mean=np.array(var_mean), log_sigma2_mean=np.array(logvar_mean),
@@ -183,8 +183,7 @@ def evaluate_row(row:str, a, log)->tuple:
         tr = load_data(r.cfg, train=True)
         idx = torch.randperm(len(tr), generator=torch.Generator().manual_seed(0))[:a.bpd_n]
         t1 = time.time()
-        b = bits_per_dim(r.model, r.sched, tr.to_float(tr.images_at(idx)), batch_size=a.bpd_n, var_type=r.cfg.var_type,
-                         seed=0, parameterization=r.cfg.parameterization)
+        b = bits_per_dim(r.model, r.diffusion, tr.to_float(tr.images_at(idx)), batch_size=a.bpd_n, seed=0)
         res['bpd_train'] = dict(bpd=b['total_bpd'], bpd_se=b['total_bpd_se'], n=b['n'], prior_bpd=b['prior_bpd'],
                                 decoder_bpd=b['decoder_bpd'], time_s=round(time.time() - t1, 1),
                                 images='training images randperm(60000, seed 0)[:n]')
@@ -213,8 +212,7 @@ def ancestral_row(row:str, a, log)->dict:
     "A small grid of ancestral samples (Algorithm 2, T steps, the row's own variance): the sampler that uses Σ"
     r = load_run(str(RUNS / row), device='cpu')
     t0 = time.time()
-    x = generate(r.model, r.sched, a.ancestral, r.shape, 'ddpm', var_type=r.cfg.var_type,
-                 parameterization=r.cfg.parameterization, batch_size=a.ancestral, seed=0, progress=False)
+    x = generate(r.model, r.diffusion, a.ancestral, r.shape, 'ddpm', batch_size=a.ancestral, seed=0, progress=False)
     (OUT / 'grids').mkdir(parents=True, exist_ok=True)
     npz = OUT / 'grids' / f'{row}_ancestral.npz'
     np.savez_compressed(npz, arr_0=to_uint8(x).numpy())
@@ -237,8 +235,7 @@ def paired_bound(rows:list, a, log)->dict:
         te = load_data(r.cfg, train=False)
         idx = torch.randperm(len(te), generator=torch.Generator().manual_seed(0))[:a.bpd_n]     # evaluate's images (seed 0)
         t0 = time.time()
-        v = vlb_terms(r.model, r.sched, te.to_float(te.images_at(idx)), var_type=r.cfg.var_type,
-                      generator=torch.Generator().manual_seed(0), parameterization=r.cfg.parameterization)
+        v = vlb_terms(r.model, r.diffusion, te.to_float(te.images_at(idx)), generator=torch.Generator().manual_seed(0))
         per[row] = v['total_bpd'].double().numpy()
         log(f"[{row}] per-image bound on {a.bpd_n} test images in {time.time() - t0:.0f} s: mean {per[row].mean():.4f}")
     d = per[rows[0]] - per[rows[1]]

@@ -21,8 +21,7 @@ def main():
                      progress=False)
         res[name] = {k: r[k] for k in ('fid', 'fid_n', 'classifier_score', 'step', 'fid_floor', 'fid_floor_n') if k in r}
         run = load_run(a.run, ema=ema)
-        grid = generate(run.model, run.sched, 64, run.shape, 'ddim', 50, seed=1, progress=False,
-                        parameterization=run.cfg.parameterization, var_type=run.cfg.var_type)
+        grid = generate(run.model, run.diffusion, 64, run.shape, 'ddim', 50, seed=1, progress=False)
         np.savez_compressed(out / f'{name}_grid.npz', arr_0=to_uint8(grid).numpy())
         print(name, res[name], f'{time.time() - t0:.0f}s', flush=True)
     cfg = load_run(a.run).cfg

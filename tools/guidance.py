@@ -40,12 +40,10 @@ def main():
     K = len(run.classes)
     for w in WS:   # the grids: 10 rows (classes) of 8, same noise for every w
         y = torch.arange(K).repeat_interleave(8)
-        x = generate(run.model, run.sched, len(y), run.shape, 'ddim', S, seed=1, progress=False, y=y, w=w,
-                     parameterization=run.cfg.parameterization, var_type=run.cfg.var_type)
+        x = generate(run.model, run.diffusion, len(y), run.shape, 'ddim', S, seed=1, progress=False, y=y, w=w)
         np.savez_compressed(out / f'grid_w{w:g}.npz', arr_0=to_uint8(x).numpy())
     # the same network without labels (the null class): unconditional samples
-    x = generate(run.model, run.sched, a.n, run.shape, 'ddim', S, seed=0, progress=False,
-                 parameterization=run.cfg.parameterization, var_type=run.cfg.var_type)
+    x = generate(run.model, run.diffusion, a.n, run.shape, 'ddim', S, seed=0, progress=False)
     test = load_data(run.cfg, train=False); ref = test.to_float(test.images_at(torch.arange(len(test))))
     clf = load_classifier()
     f = fid(x, ref, model=clf)

@@ -28,8 +28,7 @@ def main():
     info = dict(run=str(a.run), step=r.step, model=r.cfg.model, T=r.sched.T)
     for name, (j, rr) in dict(no_resampling=(1, 1), resampling=(10, 3)).items():
         t0 = time.time()
-        y = repaint_sample(r.model, r.sched, x0, mm, j, rr, r.cfg.var_type, r.cfg.parameterization,
-                           generator=torch.Generator().manual_seed(1))
+        y = repaint_sample(r.model, r.diffusion, x0, mm, j, rr, generator=torch.Generator().manual_seed(1))
         assert torch.equal(y * mm, x0 * mm)
         out[name] = to_uint8(y).numpy(); info[name] = dict(jump_length=j, resample=rr, seconds=round(time.time() - t0, 1))
         print(name, info[name], flush=True)

@@ -20,7 +20,7 @@ def rd_part(r, test, a, out):
     "Rate and distortion for every t on the first n test images, one evaluation of the bound"
     x0 = test.to_float(test.images_at(torch.arange(a.n_rd)))
     t0 = time.time()
-    rd = rate_distortion(r.model, r.sched, x0, r.cfg.var_type, r.cfg.parameterization, batch_size=a.batch,
+    rd = rate_distortion(r.model, r.diffusion, x0, batch_size=a.batch,
                          generator=torch.Generator().manual_seed(0), progress=True)
     sec = time.time() - t0
     n = x0.shape[0]; se = lambda v: (v.std(0) / math.sqrt(n)).numpy()
@@ -51,8 +51,7 @@ REC_T = [999, 899, 799, 699, 599, 499, 399, 299, 199, 99, 0]
 def progressive_part(r, test, a, out):
     "Fig. 6: x̂0 predicted along n ancestral chains, and its RMSE to the chain's final sample at every step"
     rec = Recorder(); t0 = time.time()
-    x = ddpm_sample(r.model, r.sched, (a.n_prog, *r.shape), r.cfg.var_type, generator=torch.Generator().manual_seed(1),
-                    hook=rec, parameterization=r.cfg.parameterization, progress=True)
+    x = ddpm_sample(r.model, r.diffusion, (a.n_prog, *r.shape), generator=torch.Generator().manual_seed(1), hook=rec, progress=True)
     T = r.sched.T
     rmse = torch.stack([127.5 * ((rec.x0[s] - x) ** 2).mean((1, 2, 3)).sqrt() for s in range(T)], 1)   # [n, T], column = 0-based t
     np.savez_compressed(out / 'progressive.npz', t=np.array(REC_T), x0_pred=np.stack([u8(rec.x0[s]) for s in REC_T], 1),
@@ -64,12 +63,11 @@ LAT_T = [999, 749, 499, 249]
 def latents_part(r, test, a, out):
     "Fig. 7: chains frozen at x_t for t in LAT_T, four x0 drawn from each x_t"
     rec = Recorder(); t0 = time.time(); n, k = a.n_chains, 4
-    ddpm_sample(r.model, r.sched, (n, *r.shape), r.cfg.var_type, generator=torch.Generator().manual_seed(2), hook=rec,
-                record=LAT_T, parameterization=r.cfg.parameterization)
+    ddpm_sample(r.model, r.diffusion, (n, *r.shape), generator=torch.Generator().manual_seed(2), hook=rec, record=LAT_T)
     g = torch.Generator().manual_seed(3); samples, spread = [], []
     for s in LAT_T:
-        xs = reverse_from(r.model, r.sched, rec.x_t[s].repeat_interleave(k, 0), s, r.cfg.var_type,
-                          parameterization=r.cfg.parameterization, generator=g, progress=True).view(n, k, *r.shape)
+        xs = reverse_from(r.model, r.diffusion, rec.x_t[s].repeat_interleave(k, 0), s, generator=g,
+                          progress=True).view(n, k, *r.shape)
         samples.append(u8(xs.flatten(0, 1)).reshape(n, k, *r.shape[1:]))
         d = 127.5 * ((xs[:, :, None] - xs[:, None]) ** 2).mean((3, 4, 5)).sqrt()       # [n, k, k] pairwise RMSE
         spread.append((d.sum((1, 2)) / (k * (k - 1))).tolist())                           # mean over the k(k-1) ordered pairs
@@ -88,8 +86,7 @@ def interp_part(r, test, a, out):
     xb = test.to_float(test.images_at(torch.tensor([p[1] for p in PAIRS])))
     t0 = time.time(); res = []
     for s in INT_T:
-        y = interpolate(r.model, r.sched, xa, xb, s, LAMS, generator=torch.Generator().manual_seed(4), var_type=r.cfg.var_type,
-                        parameterization=r.cfg.parameterization, progress=True)
+        y = interpolate(r.model, r.diffusion, xa, xb, s, LAMS, generator=torch.Generator().manual_seed(4), progress=True)
         res.append(u8(y.flatten(0, 1)).reshape(len(LAMS), len(PAIRS), *r.shape[1:]))
     np.savez_compressed(out / 'interp.npz', t=np.array(INT_T), lams=np.array(LAMS), a=u8(xa), b=u8(xb), images=np.stack(res))
     return dict(pairs=PAIRS, seed=4, seconds=round(time.time() - t0, 1))
@@ -99,16 +96,16 @@ DDIM_S = [10, 25, 50, 100, 250, 500]
 def ddim_part(r, test, a, out):
     "DDIM inversion: reconstruction error against steps on n test images, and slerp interpolation of the PAIRS"
     x0 = test.to_float(test.images_at(torch.arange(100, 100 + a.n_ddim)))
-    p = r.cfg.parameterization; t0 = time.time(); err, recs = {}, {}
+    d = r.diffusion; t0 = time.time(); err, recs = {}, {}
     for S in DDIM_S:
-        zT = ddim_invert(r.model, r.sched, x0, S, p, r.cfg.var_type)
-        xr = ddim_sample(r.model, r.sched, tuple(x0.shape), S, clip_x0=False, x_T=zT, parameterization=p, var_type=r.cfg.var_type)
+        zT = ddim_invert(r.model, d, x0, S)
+        xr = ddim_sample(r.model, d, tuple(x0.shape), S, clip_x0=False, x_T=zT)
         e = 127.5 * ((xr - x0) ** 2).mean((1, 2, 3)).sqrt()
         err[S] = dict(rmse=e.mean().item(), rmse_se=(e.std() / math.sqrt(len(e))).item(), zT_std=zT.std().item()); recs[S] = u8(xr[:8])
         print('ddim', S, err[S], flush=True)
     xa = test.to_float(test.images_at(torch.tensor([q[0] for q in PAIRS])))
     xb = test.to_float(test.images_at(torch.tensor([q[1] for q in PAIRS])))
-    y = ddim_interpolate(r.model, r.sched, xa, xb, LAMS, 50, p, r.cfg.var_type)
+    y = ddim_interpolate(r.model, d, xa, xb, LAMS, 50)
     np.savez_compressed(out / 'ddim.npz', steps=np.array(DDIM_S), x0=u8(x0[:8]), recon=np.stack([recs[S] for S in DDIM_S]),
                         interp=u8(y.flatten(0, 1)).reshape(len(LAMS), len(PAIRS), *r.shape[1:]), lams=np.array(LAMS))
     return dict(n=a.n_ddim, test_indices=f"100..{99 + a.n_ddim}", recon=err, interp_steps=50, seconds=round(time.time() - t0, 1))
