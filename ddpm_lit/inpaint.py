@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from .schedule import NoiseSchedule
 from .forward import q_sample, q_step
 from .posterior import VAR_TYPES, PARAMETERIZATIONS, Diffusion, as_diffusion, check_choice, split_model_output, p_mean_variance
-from .sample import ddpm_step, _randn
+from .sample import ddpm_step, draw_normal
 
 # %% ../nbs/13_inpaint.ipynb #6e6b1ab7
 def repaint_schedule(T:int,               # diffusion steps
@@ -65,7 +65,7 @@ def repaint_sample(model,                       # callable model(x_t, t) -> outp
     states = repaint_schedule(d.T, jump_length, jump_n_sample)
     dev, dt = x0.device, x0.dtype
     d = d.to(dev); sched = d.sched
-    noise = lambda: _randn(tuple(x0.shape), generator, dev, dt)
+    noise = lambda: draw_normal(tuple(x0.shape), generator, dev, dt)
     B = x0.shape[0]
     x = noise()
     was_training = isinstance(model, nn.Module) and model.training
@@ -128,7 +128,7 @@ def smc_inpaint(model,                       # callable model(x_t, t) -> output 
     was_training = isinstance(model, nn.Module) and model.training
     if was_training: model.eval()
     try:
-        x = _randn((B * K,) + tuple(x0.shape[1:]), generator, dev, dt)          # x_T ~ N(0, I)
+        x = draw_normal((B * K,) + tuple(x0.shape[1:]), generator, dev, dt)          # x_T ~ N(0, I)
         lt, g, mean, var, logvar = twist(x, sched.T - 1)
         logw = lt.clone()                                                       # γ_T / p(x_T) = p̃_T(y | x_T)
         for s in tqdm(range(sched.T - 1, 0, -1), disable=not progress, desc='smc', leave=False):   # x_s -> x_{s-1}
@@ -141,7 +141,7 @@ def smc_inpaint(model,                       # callable model(x_t, t) -> output 
                 x, lt, g, mean, var = x[idx], lt[idx], g[idx], mean[idx], var[idx]
                 logw = torch.where(low[:, None], 0.0, logw.view(B, K)).flatten()
             prop = mean + var * g                                               # p_θ's mean, nudged up the twist's gradient
-            x_new = prop + var.sqrt() * _randn(tuple(x.shape), generator, dev, dt)
+            x_new = prop + var.sqrt() * draw_normal(tuple(x.shape), generator, dev, dt)
             log_p = (-0.5 * (x_new - mean) ** 2 / var).flatten(1).sum(1)        # p_θ(x_{s-1} | x_s), up to a shared constant
             log_q = (-0.5 * (x_new - prop) ** 2 / var).flatten(1).sum(1)        # the proposal's density, same constant
             lt_new, g, mean, var, logvar = twist(x_new, s - 1)

@@ -169,7 +169,7 @@ def vlb_terms(model,                       # network: model(x_t [B,C,H,W], t [B]
               progress:bool=False,         # show a progress bar over the T steps
               generator:torch.Generator=None, # draws the noise of every x_t (reproducible bounds); global RNG if None
               parameterization:str=None,   # what the network predicts: 'eps', 'x0' or 'mu'; None: the Diffusion's
-             )->dict:                      # float64: prior_bpd [B], terms_bpd [B, T], total_bpd [B], mse [B, T], xstart_mse [B, T]
+             )->dict:                      # float64: prior_bpd [B], terms_bpd [B, T], total_bpd [B], mse [B, T], xstart_mse [B, T] (and _clipped)
     "The variational bound of each image in bits/dim, term by term (the paper's `calc_bpd_loop`)"
     _check_x0(x0, 'vlb_terms')
     if not torch.isfinite(x0).all() or x0.min() < -1 or x0.max() > 1:
@@ -180,7 +180,7 @@ def vlb_terms(model,                       # network: model(x_t [B,C,H,W], t [B]
     B, T = x0.shape[0], sched.T
     bs = B if batch_size is None else int(batch_size)
     if bs < 1: raise ValueError(f"vlb_terms: batch_size must be a positive integer, got {batch_size!r}")
-    terms, mse, xstart_mse = (torch.zeros(B, T, dtype=torch.float64, device=x0.device) for _ in range(3))
+    terms, mse, xstart_mse, xstart_mse_c = (torch.zeros(B, T, dtype=torch.float64, device=x0.device) for _ in range(4))
     with torch.no_grad(), tqdm(total=T * math.ceil(B / bs), disable=not progress, desc='vlb_terms') as bar:
         for k in reversed(range(T)):
             for i in range(0, B, bs):
@@ -193,6 +193,8 @@ def vlb_terms(model,                       # network: model(x_t [B,C,H,W], t [B]
                 terms[i:i + bs, k], x0_pred = vlb_term(sched, xb, x_t, t, out, var_type, clip_x0, parameterization)
                 mse[i:i + bs, k] = _mean_flat((predict_eps(sched, out, x_t, t, var_type, parameterization) - noise) ** 2)
                 xstart_mse[i:i + bs, k] = _mean_flat((x0_pred - xb) ** 2)
+                xstart_mse_c[i:i + bs, k] = _mean_flat((x0_pred.clamp(-1, 1) - xb) ** 2)
                 bar.update()
         prior = prior_bpd(sched, x0)
-    return dict(prior_bpd=prior, terms_bpd=terms, total_bpd=prior + terms.sum(1), mse=mse, xstart_mse=xstart_mse)
+    return dict(prior_bpd=prior, terms_bpd=terms, total_bpd=prior + terms.sum(1), mse=mse, xstart_mse=xstart_mse,
+                xstart_mse_clipped=xstart_mse_c)

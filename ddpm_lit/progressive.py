@@ -17,8 +17,8 @@ from tqdm.auto import tqdm
 from .schedule import NoiseSchedule, extract
 from .forward import q_sample
 from .posterior import VAR_TYPES, PARAMETERIZATIONS, Diffusion, as_diffusion, check_choice, predict_eps, predict_x0_from_eps
-from .loss import vlb_term, prior_bpd, model_output
-from .sample import ddpm_step, ddim_timesteps, ddim_sample, _randn
+from .loss import vlb_terms, model_output
+from .sample import ddpm_step, ddim_timesteps, ddim_sample, draw_normal, reverse_chain
 
 # %% ../nbs/13a_progressive.ipynb #446ab97f
 # Table 4 of Ho et al. (2020): unconditional CIFAR-10 test set, reverse process time T - t + 1 -> (rate bits/dim, RMSE on [0, 255])
@@ -53,22 +53,9 @@ def rate_distortion(model,                       # network: model(x_t [B,C,H,W],
         raise TypeError(f"rate_distortion: x0 must be a float tensor [B, C, H, W] with B >= 1, got {getattr(x0, 'dtype', type(x0).__name__)}")
     if x0.min() < -1 or x0.max() > 1: raise ValueError("rate_distortion: x0 must lie in [-1, 1] (8-bit images scaled as k/127.5 - 1)")
     d = as_diffusion(sched, parameterization, var_type, None, 'rate_distortion')
-    sched, var_type, parameterization = d.sched, d.var_type, d.parameterization
-    B, T = x0.shape[0], sched.T
-    bs = B if batch_size is None else int(batch_size)
-    if bs < 1: raise ValueError(f"rate_distortion: batch_size must be a positive integer, got {batch_size!r}")
-    terms, mse, mse_c = (torch.zeros(B, T, dtype=torch.float64, device=x0.device) for _ in range(3))
-    flat = lambda v: v.mean(dim=tuple(range(1, v.ndim)))
-    with torch.no_grad():
-        for k in tqdm(reversed(range(T)), total=T, disable=not progress, desc='rate_distortion'):
-            for i in range(0, B, bs):                            # the noise is drawn exactly as vlb_terms draws it
-                xb = x0[i:i + bs]
-                t = torch.full((xb.shape[0],), k, dtype=torch.long, device=x0.device)
-                x_t = q_sample(sched, xb, t, _randn(tuple(xb.shape), generator, xb.device, xb.dtype))
-                out = model_output(model, x_t, t, var_type, 'rate_distortion').to(xb.dtype)
-                terms[i:i + bs, k], x0_pred = vlb_term(sched, xb, x_t, t, out, var_type, False, parameterization)
-                mse[i:i + bs, k], mse_c[i:i + bs, k] = flat((x0_pred - xb) ** 2), flat((x0_pred.clamp(-1, 1) - xb) ** 2)
-    vlb = dict(prior_bpd=prior_bpd(sched, x0), terms_bpd=terms, xstart_mse=mse, xstart_mse_clipped=mse_c)
+    if batch_size is not None and int(batch_size) < 1:
+        raise ValueError(f"rate_distortion: batch_size must be a positive integer, got {batch_size!r}")
+    vlb = vlb_terms(model, d, x0, clip_x0=False, batch_size=batch_size, progress=progress, generator=generator)   # the one bound loop
     return {**vlb, **rate_distortion_split(vlb)}
 
 def rd_summary(rd:dict,           # the output of `rate_distortion` (or `rate_distortion_split`)
@@ -112,16 +99,11 @@ def reverse_from(model,                       # callable model(x_t [B, ...], t [
         raise ValueError(f"reverse_from: tile_noise must be a positive divisor of the batch size {B}, got {tile_noise!r}")
     d = d.to(x_t.device)
     zshape = (B // tile_noise,) + tuple(x_t.shape[1:])
-    x = x_t
-    with torch.inference_mode():
-        for s in tqdm(range(t, -1, -1), disable=not progress, leave=False, desc='reverse'):
-            t_b = torch.full((B,), s, dtype=torch.long, device=x.device)
-            out = model_output(model, x, t_b, d.var_type, 'reverse_from').to(x.dtype)
-            z = _randn(zshape, generator, x.device, x.dtype).repeat(tile_noise, *[1] * (x.ndim - 1)) if s > 0 else None
-            x_new, x0 = ddpm_step(d.sched, out, x, t_b, z, d.var_type, d.clip_x0, d.parameterization)
-            if hook is not None: hook(s, x, x0)
-            x = x_new
-    return x
+    ts = list(range(t, -1, -1))
+    def step(i, x, t_b, out):
+        z = draw_normal(zshape, generator, x.device, x.dtype).repeat(tile_noise, *[1] * (x.ndim - 1)) if ts[i] > 0 else None
+        return ddpm_step(d.sched, out, x, t_b, z, d.var_type, d.clip_x0, d.parameterization)
+    return reverse_chain(model, x_t, step, ts, hook, None, progress, 'reverse', d.var_type)   # the samplers' driver (chapter 06)
 
 # %% ../nbs/13a_progressive.ipynb #2a52886a
 def interpolate(model,                       # callable model(x_t, t) -> output of `parameterization`
@@ -147,7 +129,7 @@ def interpolate(model,                       # callable model(x_t, t) -> output 
     if not isinstance(t, int) or isinstance(t, bool) or not 0 <= t < d.T:
         raise ValueError(f"interpolate: t must be one 0-based timestep in [0, {d.T - 1}], got {t!r}")
     B, L = x0_a.shape[0], lams.numel()
-    eps = _randn(tuple(x0_a.shape), generator, x0_a.device, x0_a.dtype) if noise is None else noise
+    eps = draw_normal(tuple(x0_a.shape), generator, x0_a.device, x0_a.dtype) if noise is None else noise
     tb = torch.full((B,), t, dtype=torch.long, device=x0_a.device)
     xa, xb = q_sample(d.sched, x0_a, tb, eps), q_sample(d.sched, x0_b, tb, eps)
     lam = lams.view(L, 1, *[1] * (x0_a.ndim - 1))
