@@ -8,7 +8,8 @@ Docs: https://ddpm-lit.github.io/ddpm_lit/metrics.html.md"""
 __all__ = ['CLASSIFIER_FILE', 'REFERENCES', 'feature_stats', 'frechet_distance', 'frechet_distance_sqrtm', 'FMClassifier',
            'classifier_path', 'load_classifier', 'as_classifier_input', 'features', 'FIDResult', 'fid_from_features',
            'fid', 'PrecisionRecall', 'knn_radii', 'precision_recall', 'score_from_probs', 'classifier_score',
-           'classifier_accuracy', 'bits_per_dim', 'inception_input', 'inception_metric', 'inception_fid', 'evaluate']
+           'classifier_accuracy', 'bits_per_dim', 'inception_input', 'inception_metric', 'inception_fid',
+           'read_samples', 'classifier_metrics', 'real_data_floor', 'bound_on_test', 'evaluate']
 
 # %% ../nbs/08_metrics.ipynb #a804a50b
 import json, math, sys, time
@@ -346,6 +347,91 @@ def inception_fid(images_a,            # the samples: float [N_a, C, H, W] in [-
 def _default_bpd_n(device)->int:
     return 1000 if torch.device(device).type == 'cuda' else 100
 
+def _real(d, idx): return d.to_float(d.images_at(idx))      # only the images needed (a large folder is streamed)
+
+def read_samples(path,         # an .npz with uint8 images [N, H, W, C] under arr_0 (as `ddpm-lit sample --npz` writes)
+                 shape:tuple,  # the run's image shape (C, H, W)
+                )->np.ndarray: # the images, N >= 2
+    "Samples made elsewhere (e.g. under torchrun), checked against the run's images, with one-line errors"
+    p = Path(path)
+    if not p.is_file(): raise FileNotFoundError(f"--samples: {p} not found")
+    try: arr = np.load(p)['arr_0']
+    except Exception as e: raise ValueError(f"--samples: {p} is not an .npz with images under arr_0 ({type(e).__name__})") from None
+    C, H, W = shape
+    if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[1:] != (H, W, C) or len(arr) < 2:
+        raise ValueError(f"--samples: expected at least 2 uint8 images [N, {H}, {W}, {C}] (this run's images), "
+                         f"got {arr.dtype} {tuple(arr.shape)} in {p}")
+    return arr
+
+def classifier_metrics(x:Tensor,         # samples [N, C, H, W] in [-1, 1]
+                       test,             # the test split (ImageData)
+                       dev,              # where the classifier runs
+                       how:str,          # the samples in words, for the protocol and the log
+                       step:int,         # the checkpoint's step, for the log
+                       y:Tensor=None,    # the labels the samples were drawn for (class-conditional runs)
+                       classes:list=None,# their names
+                       w:float=0.0,      # the guidance they were drawn with (for the log)
+                       progress:bool=False,
+                       log=print,
+                      )->tuple:          # (test features, classifier, the results for eval.json)
+    "FID, precision/recall and classifier score of samples against the test split; with labels, accuracy and per-class FID"
+    clf = load_classifier(device=dev)
+    fa = features(x, model=clf, progress=progress)
+    fb = features(_real(test, torch.arange(len(test))), model=clf, progress=progress)
+    f, pr = fid_from_features(fa, fb), precision_recall(fb, fa)
+    with torch.no_grad(): logits = clf.head(torch.from_numpy(fa).float().to(dev)).double().cpu()
+    res = dict(fid=f.fid, fid_n=f.n_a, fid_ref_n=f.n_b, fid_reference='test', precision=pr.precision, recall=pr.recall,
+               pr_k=pr.k, classifier_score=score_from_probs(logits.softmax(1).numpy()),
+               fid_features=f"penultimate layer ({clf.feature_dim}-d) of the shipped Fashion-MNIST classifier",
+               fid_protocol=f"{f.n_a} samples ({how}) vs the {f.n_b} test images; classifier features; 8-bit rounded images")
+    log(f"FID {f.fid:.4f}  (classifier features; n = {f.n_a} samples vs {f.n_b} test images; {how}, step {step}); "
+        f"precision {pr.precision:.3f}, recall {pr.recall:.3f} (k = {pr.k}); classifier score {res['classifier_score']:.3f}")
+    if y is not None:   # a conditional run: does each sample show its class, and how good is each class?
+        acc = (logits.argmax(1) == y).double().mean().item()
+        per = {c: fid_from_features(fa[(y == k).numpy()], fb[(test.labels == k).numpy()]) for k, c in enumerate(classes)
+               if (y == k).sum() >= 2}
+        res.update(accuracy=acc, fid_per_class={c: v.fid for c, v in per.items()},
+                   fid_per_class_n={c: v.n_a for c, v in per.items()},
+                   fid_per_class_mean=float(np.mean([v.fid for v in per.values()])) if per else None)
+        log(f"guidance w = {w:g}: classifier accuracy on the samples {acc:.4f} (each asked for its class; "
+            f"{len(y)} samples, classes balanced); per-class FID mean {res['fid_per_class_mean']:.2f} "
+            f"(about {len(y) // len(classes)} samples per class vs that class's test images)")
+    return fb, clf, res
+
+def real_data_floor(train,       # the training split (ImageData)
+                    n:int,       # as many images as there are samples
+                    seed:int,    # picks them
+                    fb,          # the test split's features (from `classifier_metrics`)
+                    clf,         # the classifier
+                    progress:bool=False,
+                    log=print,
+                   )->dict:      # fid_floor, fid_floor_n, precision_floor, recall_floor
+    "What real images score at this n against the same test set: the best a model can show at this n"
+    idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:n]
+    ff = features(_real(train, idx), model=clf, progress=progress)
+    fl, prl = fid_from_features(ff, fb), precision_recall(fb, ff)
+    log(f"real-data floor at this n: FID {fl.fid:.4f}  ({fl.n_a} training images vs the same {fl.n_b} test images); "
+        f"precision {prl.precision:.3f}, recall {prl.recall:.3f}")
+    return dict(fid_floor=fl.fid, fid_floor_n=fl.n_a, precision_floor=prl.precision, recall_floor=prl.recall)
+
+def bound_on_test(r,                    # the Run
+               test,                 # the test split (ImageData)
+               bpd_n:int,            # test images, drawn by `seed`
+               bpd_batch_size:int=None, # images per vlb_terms call (default min(bpd_n, 100))
+               seed:int=0,
+               progress:bool=False,
+               log=print,
+              )->dict:               # bpd, bpd_se, bpd_n, bpd_prior, bpd_decoder, bpd_dims, bpd_terms, bpd_var_type, bpd_time_s
+    "The variational bound of the run on test images, in bits/dim, for eval.json"
+    t0 = time.time()
+    idx = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[:bpd_n]
+    b = bits_per_dim(r.model, r.diffusion, _real(test, idx), bpd_batch_size or min(len(idx), 100), progress, seed=seed)
+    log(f"bits/dim {b['total_bpd']:.4f} ± {b['total_bpd_se']:.4f}  (variational bound on n = {b['n']} test images, "
+        f"{b['dims']} dims each; L_T {b['prior_bpd']:.2e}, L_0 {b['decoder_bpd']:.4f})")
+    return dict(bpd=b['total_bpd'], bpd_se=b['total_bpd_se'], bpd_n=b['n'], bpd_prior=b['prior_bpd'],
+                bpd_decoder=b['decoder_bpd'], bpd_dims=b['dims'], bpd_terms=b['terms_bpd'].tolist(),
+                bpd_var_type=r.cfg.var_type, bpd_time_s=round(time.time() - t0, 1))
+
 def evaluate(run:str,                 # a run directory (its latest checkpoint) or a checkpoint file
              n:int=1000,              # samples for FID (0: skip FID)
              sampler:str='ddpm',      # 'ddpm' (ancestral, T steps), 'ddim', 'dpm++2m', 'dpm++3m' or 'dpm++2m-sde'
@@ -382,14 +468,7 @@ def evaluate(run:str,                 # a run directory (its latest checkpoint) 
     if guidance and not r.classes:
         raise ValueError(f"--guidance needs a class-conditional run (trained with --class-cond); {r.path} is unconditional")
     if samples is not None:
-        p = Path(samples)
-        if not p.is_file(): raise FileNotFoundError(f"--samples: {p} not found")
-        try: arr = np.load(p)['arr_0']
-        except Exception as e: raise ValueError(f"--samples: {p} is not an .npz with images under arr_0 ({type(e).__name__})") from None
-        C, H, W = r.shape
-        if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[1:] != (H, W, C) or len(arr) < 2:
-            raise ValueError(f"--samples: expected at least 2 uint8 images [N, {H}, {W}, {C}] (this run's images), "
-                             f"got {arr.dtype} {tuple(arr.shape)} in {p}")
+        arr = read_samples(samples, r.shape)
         n = len(arr)
     y = balanced_labels(n, len(r.classes)) if r.classes and n and samples is None else None   # classes in equal numbers
     if cfg.dataset != 'fashion_mnist' and not inception and n:
@@ -402,7 +481,6 @@ def evaluate(run:str,                 # a run directory (its latest checkpoint) 
                ema=ema, device=str(dev), seed=seed)
     dcfg = replace(cfg, data_dir=data_dir) if data_dir else cfg
     test = load_data(dcfg, train=False)
-    real = lambda d, idx: d.to_float(d.images_at(idx))        # only the images needed (a large folder is streamed)
     if n:
         t0 = time.time()
         vt = var_type or cfg.var_type
@@ -419,35 +497,9 @@ def evaluate(run:str,                 # a run directory (its latest checkpoint) 
         if npz:
             save_npz(to_uint8(x), npz); res['samples_npz'] = str(npz)
         if cfg.dataset == 'fashion_mnist':   # one classifier pass per set gives FID, precision/recall, the score, the accuracy
-            clf = load_classifier(device=dev)
-            fa = features(x, model=clf, progress=progress)
-            fb = features(real(test, torch.arange(len(test))), model=clf, progress=progress)
-            f, pr = fid_from_features(fa, fb), precision_recall(fb, fa)
-            with torch.no_grad(): logits = clf.head(torch.from_numpy(fa).float().to(dev)).double().cpu()
-            res.update(fid=f.fid, fid_n=f.n_a, fid_ref_n=f.n_b, fid_reference='test', precision=pr.precision, recall=pr.recall,
-                       pr_k=pr.k, classifier_score=score_from_probs(logits.softmax(1).numpy()),
-                       fid_features=f"penultimate layer ({clf.feature_dim}-d) of the shipped Fashion-MNIST classifier",
-                       fid_protocol=f"{f.n_a} samples ({how}) vs the {f.n_b} test images; classifier features; 8-bit rounded images")
-            log(f"FID {f.fid:.4f}  (classifier features; n = {f.n_a} samples vs {f.n_b} test images; {how}, step {r.step}); "
-                f"precision {pr.precision:.3f}, recall {pr.recall:.3f} (k = {pr.k}); classifier score {res['classifier_score']:.3f}")
-            if y is not None:   # a conditional run: does each sample show its class, and how good is each class?
-                acc = (logits.argmax(1) == y).double().mean().item()
-                per = {c: fid_from_features(fa[(y == k).numpy()], fb[(test.labels == k).numpy()]) for k, c in enumerate(r.classes)
-                       if (y == k).sum() >= 2}
-                res.update(accuracy=acc, fid_per_class={c: v.fid for c, v in per.items()},
-                           fid_per_class_n={c: v.n_a for c, v in per.items()},
-                           fid_per_class_mean=float(np.mean([v.fid for v in per.values()])) if per else None)
-                log(f"guidance w = {guidance:g}: classifier accuracy on the samples {acc:.4f} (each asked for its class; "
-                    f"{n} samples, classes balanced); per-class FID mean {res['fid_per_class_mean']:.2f} "
-                    f"(about {n // len(r.classes)} samples per class vs that class's test images)")
-            if floor:   # what real images give at this n: the best a model can show at this n
-                train = load_data(dcfg, train=True)
-                idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:n]
-                ff = features(real(train, idx), model=clf, progress=progress)
-                fl, prl = fid_from_features(ff, fb), precision_recall(fb, ff)
-                res.update(fid_floor=fl.fid, fid_floor_n=fl.n_a, precision_floor=prl.precision, recall_floor=prl.recall)
-                log(f"real-data floor at this n: FID {fl.fid:.4f}  ({fl.n_a} training images vs the same {fl.n_b} test images); "
-                    f"precision {prl.precision:.3f}, recall {prl.recall:.3f}")
+            fb, clf, m = classifier_metrics(x, test, dev, how, r.step, y, r.classes, guidance, progress, log)
+            res.update(m)
+            if floor: res.update(real_data_floor(load_data(dcfg, train=True), n, seed, fb, clf, progress, log))
         if inception:
             ref = test if reference == 'test' else load_data(dcfg, train=True)   # streamed in batches by inception_fid
             f = inception_fid(x, ref, device=dev, progress=progress, metric=inc)
@@ -455,13 +507,5 @@ def evaluate(run:str,                 # a run directory (its latest checkpoint) 
                        inception_fid_protocol=f"{f.n_a} samples ({how}) vs the {f.n_b} {reference} images of {cfg.dataset}; "
                                               f"Inception-v3 pool features (torchmetrics); 8-bit rounded images")
             log(f"Inception FID {f.fid:.3f}  (n = {f.n_a} samples vs the {f.n_b} {reference} images; {how}, step {r.step})")
-    if bpd_n:
-        t0 = time.time()
-        idx = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[:bpd_n]
-        b = bits_per_dim(r.model, r.diffusion, real(test, idx), bpd_batch_size or min(len(idx), 100), progress, seed=seed)
-        res.update(bpd=b['total_bpd'], bpd_se=b['total_bpd_se'], bpd_n=b['n'], bpd_prior=b['prior_bpd'],
-                   bpd_decoder=b['decoder_bpd'], bpd_dims=b['dims'], bpd_terms=b['terms_bpd'].tolist(),
-                   bpd_var_type=cfg.var_type, bpd_time_s=round(time.time() - t0, 1))
-        log(f"bits/dim {b['total_bpd']:.4f} ± {b['total_bpd_se']:.4f}  (variational bound on n = {b['n']} test images, "
-            f"{b['dims']} dims each; L_T {b['prior_bpd']:.2e}, L_0 {b['decoder_bpd']:.4f})")
+    if bpd_n: res.update(bound_on_test(r, test, bpd_n, bpd_batch_size, seed, progress, log))
     return res
