@@ -21,7 +21,7 @@ from torch import nn
 from .schedule import NoiseSchedule, cosine_betas
 from .posterior import check_choice, out_channels
 from .unet import UNet, MODEL_PRESETS
-from .run import CKPT_KIND, TrainConfig, atomic_save, checkpoints, load_run
+from .run import TrainConfig, atomic_save, checkpoints, load_run, make_checkpoint
 
 # %% ../nbs/12_interop.ipynb #2e323ff0
 INSTALL_HINT = "pip install 'ddpm_lit[interop]'"
@@ -351,10 +351,8 @@ def import_diffusers(src,              # a diffusers pipeline folder (unet/ and 
     if not has_sched: log(f"{src} has no scheduler config: the run uses the paper's schedule ({cfg.schedule}, T={cfg.T}) and var_type {cfg.var_type}")
     if checkpoints(out): raise FileExistsError(f"{out} already has checkpoints: choose another --out")
     sd = model.state_dict()
-    ck = dict(kind=CKPT_KIND, step=0, config=asdict(cfg), in_ch=model.in_ch, model_args=model.config, model=sd, ema=sd,
-              opt=torch.optim.Adam(model.parameters(), lr=cfg.lr).state_dict(),
-              rng_cpu=torch.Generator().manual_seed(cfg.seed).get_state(), rng_cuda=torch.zeros(0, dtype=torch.uint8),
-              imported_from=str(src.resolve()))
+    ck = make_checkpoint(cfg, sd, sd, torch.optim.Adam(model.parameters(), lr=cfg.lr).state_dict(), 0, model.in_ch, model.config,
+                         imported_from=str(src.resolve()))
     path = out / 'checkpoints' / 'step_00000000.pt'
     atomic_save(ck, path)
     (out / 'config.json').write_text(json.dumps(asdict(cfg), indent=1))

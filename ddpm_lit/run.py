@@ -6,9 +6,9 @@ Docs: https://ddpm-lit.github.io/ddpm_lit/run.html.md"""
 
 # %% auto #0
 __all__ = ['CHOICES', 'RESUMABLE', 'CKPT_KIND', 'PRETRAINED', 'PRETRAINED_KIND', 'write_atomic', 'resolve_device', 'precision',
-           'TrainConfig', 'RunLocked', 'CheckpointError', 'lock_run', 'atomic_save', 'checkpoints', 'load_checkpoint',
-           'load_data', 'build_model', 'data_classes', 'Run', 'pretrained_path', 'available_pretrained',
-           'save_pretrained', 'load_run', 'load_model']
+           'TrainConfig', 'RunLocked', 'CheckpointError', 'lock_run', 'make_checkpoint', 'atomic_save', 'checkpoints',
+           'load_checkpoint', 'load_data', 'build_model', 'data_classes', 'Run', 'pretrained_path',
+           'available_pretrained', 'save_pretrained', 'load_run', 'load_model']
 
 # %% ../nbs/04b_run.ipynb #96af8b62
 import fcntl, json, os, socket, sys
@@ -148,6 +148,24 @@ def lock_run(run_dir:Path): # the run directory (created if missing)
         raise RunLocked(f"{run_dir} is being trained by {who}; wait for it to end, or train into another directory") from None
     f.seek(0); f.truncate(); f.write(f"pid {os.getpid()} on {socket.gethostname()}"); f.flush()
     return f
+
+def make_checkpoint(cfg,               # the run's TrainConfig
+                    model:dict,        # the network's state dict
+                    ema:dict,          # its EMA's state dict (what is sampled)
+                    opt:dict,          # the optimizer's state dict
+                    step:int,          # training steps taken
+                    in_ch:int,         # image channels
+                    model_args:dict,   # what UNet(**model_args) rebuilds the network from (None: from the config)
+                    classes:list=None, # a class-conditional run's class names
+                    rng_cpu:torch.Tensor=None,  # torch's CPU RNG state (default: a fresh generator seeded by cfg.seed)
+                    rng_cuda:torch.Tensor=None, # the CUDA RNG state, if any
+                    **extra,           # more plain entries (e.g. where an imported model came from)
+                   )->dict:            # what `atomic_save` writes and `load_checkpoint` reads
+    "The one constructor of the checkpoint format, used by training and by `ddpm-lit import`"
+    return dict(kind=CKPT_KIND, step=step, config=asdict(cfg), in_ch=in_ch, model_args=model_args, classes=classes,
+                model=model, ema=ema, opt=opt,
+                rng_cpu=torch.Generator().manual_seed(cfg.seed).get_state() if rng_cpu is None else rng_cpu,
+                rng_cuda=torch.zeros(0, dtype=torch.uint8) if rng_cuda is None else rng_cuda, **extra)
 
 def atomic_save(obj, path:Path):
     "torch.save `obj` to `path` via a temporary file and an atomic rename, as chapter 06 writes grids and .npz files"

@@ -21,7 +21,7 @@ from .posterior import VAR_TYPES, LEARNED_VAR_TYPES, PARAMETERIZATIONS, ConfigEr
 from .loss import LOSSES, training_losses
 from .unet import UNet, MODEL_PRESETS
 from .data import IMAGE_DATASETS, ImageData, load_image_data
-from .run import (TrainConfig, CHOICES, RESUMABLE, CKPT_KIND, RunLocked, CheckpointError, lock_run, atomic_save,
+from .run import (TrainConfig, CHOICES, RESUMABLE, CKPT_KIND, RunLocked, CheckpointError, lock_run, atomic_save, make_checkpoint,
                           checkpoints, load_checkpoint, load_data, build_model, data_classes, Run, PRETRAINED, PRETRAINED_KIND,
                           pretrained_path, available_pretrained, save_pretrained, load_run, load_model, resolve_device,
                           precision, write_atomic)
@@ -128,11 +128,9 @@ class Trainer:
 
     # ---- state ----
     def state_dict(self)->dict:
-        return dict(kind=CKPT_KIND, step=self.step, config=asdict(self.cfg), in_ch=self.in_ch, model_args=self.model_args,
-                    classes=self.classes,
-                    model=self.model.state_dict(), ema=self.ema.state_dict(), opt=self.opt.state_dict(),
-                    rng_cpu=torch.get_rng_state(),
-                    rng_cuda=torch.cuda.get_rng_state(self.device) if self.device.type == 'cuda' else torch.zeros(0, dtype=torch.uint8))
+        return make_checkpoint(self.cfg, self.model.state_dict(), self.ema.state_dict(), self.opt.state_dict(), self.step,
+                               self.in_ch, self.model_args, self.classes, torch.get_rng_state(),
+                               torch.cuda.get_rng_state(self.device) if self.device.type == 'cuda' else None)
 
     def load_state_dict(self, ck:dict):
         self.model.load_state_dict(ck['model']); self.ema.load_state_dict(ck['ema']); self.opt.load_state_dict(ck['opt'])
