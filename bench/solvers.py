@@ -47,14 +47,15 @@ def diffusers_sampler(kind:str, r, steps:int):
 
 
 def ours(kind:str, r, steps:int):
-    "A function x_T -> x_0 with one of ddpm_lit's samplers: 'ddim', 'ddpm', 'dpm++Km' with an optional '-uniform'/'-karras' grid or '-sde'"
+    "A function x_T -> x_0 with one of ddpm_lit's samplers: 'ddim', 'ddpm', 'dpm++Km' with an optional '-uniform'/'-karras' grid or '-sde', and '-noclip'"
     kw, d = {}, r.diffusion
     shape = lambda x: tuple(x.shape)
     if kind == 'ddim': return lambda x: ddim_sample(r.model, d, shape(x), steps, x_T=x)
     if kind == 'ddpm': return lambda x: ddpm_sample(r.model, d, shape(x), x_T=x, generator=torch.Generator().manual_seed(1))
-    order, rest = int(kind[5]), kind.split('-')[1:]
+    order, rest = int(kind[5]), [w for w in kind.split('-')[1:] if w != 'noclip']
     sde, spacing = rest == ['sde'], rest[0] if rest and rest != ['sde'] else 'logsnr'
     if sde: kw['generator'] = torch.Generator().manual_seed(1)
+    if kind.endswith('-noclip'): kw['clip_x0'] = False                 # x̂0 not clipped (diffusers' default)
     return lambda x: dpmpp_sample(r.model, d, shape(x), steps, order=order, spacing=spacing, sde=sde, x_T=x, **kw)
 
 
