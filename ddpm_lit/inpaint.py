@@ -15,9 +15,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .schedule import NoiseSchedule
 from .forward import q_sample, q_step
-from .posterior import VAR_TYPES, PARAMETERIZATIONS, Diffusion, as_diffusion, check_choice, split_model_output, p_mean_variance
+from .posterior import as_diffusion, split_model_output
 from .sample import ddpm_step, draw_normal
 
 # %% ../nbs/13_inpaint.ipynb #6e6b1ab7

@@ -15,8 +15,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 from .schedule import NoiseSchedule
 from .forward import q_sample, q_mean_variance
-from .posterior import (VAR_TYPES, LEARNED_VAR_TYPES, PARAMETERIZATIONS, Diffusion, as_diffusion, check_choice,
-                                q_posterior, p_mean_variance, predict_eps, split_model_output)
+from .posterior import (LEARNED_VAR_TYPES, as_diffusion, check_choice, q_posterior, p_mean_variance, predict_eps,
+                                split_model_output)
 
 # %% ../nbs/04_loss.ipynb #bec61c58
 def normal_kl(mean1:Tensor|float,   # μ_1, any shape broadcastable with the others

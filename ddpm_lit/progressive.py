@@ -14,9 +14,9 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .schedule import NoiseSchedule, extract
+from .schedule import extract
 from .forward import q_sample
-from .posterior import VAR_TYPES, PARAMETERIZATIONS, Diffusion, as_diffusion, check_choice, predict_eps, predict_x0_from_eps
+from .posterior import as_diffusion, predict_x0_from_eps
 from .loss import vlb_terms, model_output
 from .sample import ddpm_step, ddim_timesteps, ddim_sample, draw_normal, reverse_chain
 

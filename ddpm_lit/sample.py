@@ -11,8 +11,7 @@ __all__ = ['SAMPLERS', 'SPACINGS', 'ddpm_step', 'draw_normal', 'Recorder', 'reve
            'dpmpp_sde_update', 'dpmpp_sample', 'dpmpp2m_sample', 'dpmpp2m_sde_sample', 'dpmpp3m_sample']
 
 # %% ../nbs/06_sample.ipynb #eb738d86
-import math, operator, os, sys
-from contextlib import nullcontext
+import math, operator, sys
 from pathlib import Path
 import numpy as np
 import torch
@@ -20,10 +19,10 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .schedule import NoiseSchedule, extract
-from .posterior import (VAR_TYPES, PARAMETERIZATIONS, Diffusion, as_diffusion, check_choice, predict_x0_from_eps,
-                                predict_eps_from_x0, p_mean_variance, predict_eps, split_model_output)
+from .posterior import (as_diffusion, check_choice, predict_x0_from_eps, predict_eps_from_x0, p_mean_variance,
+                                split_model_output)
 from .guidance import check_guidance, guided_model
-from .run import write_atomic, resolve_device, precision
+from .run import write_atomic, resolve_device, precision   # resolve_device: also importable from here, as before
 
 # %% ../nbs/06_sample.ipynb #37f1232b
 def ddpm_step(sched:NoiseSchedule,         # the noise schedule

@@ -8,19 +8,18 @@ Docs: https://ddpm-lit.github.io/ddpm_lit/train.html.md"""
 __all__ = ['PRESETS', 'preset', 'lr_at', 'ema_decay_at', 'ema_update', 'TrainingDiverged', 'Trainer', 'open_run', 'train']
 
 # %% ../nbs/05_train.ipynb #e38fd092
-import copy, fcntl, json, math, os, signal, socket, sys, threading, time
-from dataclasses import dataclass, asdict, replace
-from importlib.resources import files
+import copy, json, math, os, signal, threading, time
+from dataclasses import asdict, replace
 from pathlib import Path
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .schedule import NoiseSchedule
-from .posterior import VAR_TYPES, LEARNED_VAR_TYPES, PARAMETERIZATIONS, ConfigError, Diffusion, out_channels
-from .loss import LOSSES, training_losses
-from .unet import UNet, MODEL_PRESETS
-from .data import IMAGE_DATASETS, ImageData, load_image_data
+from .posterior import ConfigError, Diffusion
+from .loss import training_losses
+from .unet import UNet
+from .data import ImageData
 from .run import (TrainConfig, CHOICES, RESUMABLE, CKPT_KIND, RunLocked, CheckpointError, lock_run, atomic_save, make_checkpoint,
                           checkpoints, load_checkpoint, load_data, build_model, data_classes, Run, PRETRAINED, PRETRAINED_KIND,
                           pretrained_path, available_pretrained, save_pretrained, load_run, load_model, resolve_device,
