@@ -151,13 +151,12 @@ def sample_chunks(n:int,     # images in all
     return [(i, min(chunk, n - i)) for i in range(0, n, chunk)]
 
 def sample_part(model, sched, n:int, shape:tuple, sampler:str='ddpm', steps:int=50, eta:float=0.0,
-                var_type:str=None, parameterization:str=None, batch_size:int=256, seed:int=0, bf16:bool=True,
-                y:Tensor=None, w:float=0.0, rank:int=0, world_size:int=1, progress:bool=False)->list:
+                batch_size:int=256, seed:int=0, bf16:bool=True, y:Tensor=None, w:float=0.0, rank:int=0, world_size:int=1, progress:bool=False)->list:
     "This process's chunks of `generate_sharded`: [(k, uint8 [b, H, W, C])], chunk k seeded by (seed, k)"
     chunks = list(enumerate(sample_chunks(n, batch_size)))[rank::world_size]
     out = []
     for k, (i, b) in tqdm(chunks, disable=not progress, desc=f"sampling (rank {rank} of {world_size})", unit='chunk'):
-        x = generate(model, sched, b, shape, sampler, steps, eta, var_type, parameterization, b, seed, bf16,
+        x = generate(model, sched, b, shape, sampler, steps, eta, b, seed, bf16,
                      False, y=None if y is None else y[i:i + b], w=w, first_batch=k)      # chunk k: generate's batch k
         out.append((k, to_uint8(x)))
     return out
@@ -169,8 +168,6 @@ def generate_sharded(model,                       # a trained network, in eval m
                      sampler:str='ddpm',          # 'ddpm' (ancestral), 'ddim', 'dpm++2m', 'dpm++3m' or 'dpm++2m-sde'
                      steps:int=50,                # DDIM steps
                      eta:float=0.0,               # DDIM η
-                     var_type:str=None,           # the reverse variance; None: the Diffusion's
-                     parameterization:str=None,   # what the model predicts; None: the Diffusion's
                      batch_size:int=256,          # images per chunk (and per sampler call)
                      seed:int=0,                  # with the chunk index, seeds each chunk
                      bf16:bool=True,              # bf16 autocast on CUDA
@@ -181,7 +178,7 @@ def generate_sharded(model,                       # a trained network, in eval m
                     )->Tensor:                    # on rank 0: uint8 [n, H, W, C] (as in an npz); None on the others
     "n samples split over the processes in chunks, chunk k seeded by (seed, k): the same images for any number of processes"
     env = env or dist_env()
-    part = sample_part(model, sched, n, shape, sampler, steps, eta, var_type, parameterization, batch_size, seed, bf16,
+    part = sample_part(model, sched, n, shape, sampler, steps, eta, batch_size, seed, bf16,
                        y, w, env.rank, env.world_size, progress and env.main)
     if env.active:
         parts = [None] * env.world_size if env.main else None

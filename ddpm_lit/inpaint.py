@@ -52,15 +52,12 @@ def repaint_sample(model,                       # callable model(x_t, t) -> outp
                    mask:Tensor,                 # 1 where x0 is known, 0 where it is to be generated; broadcastable to x0
                    jump_length:int=10,          # RePaint's j
                    jump_n_sample:int=10,        # RePaint's r (1: no resampling)
-                   var_type:str=None,           # the reverse variance; None: the Diffusion's
-                   parameterization:str=None,   # what the model predicts; None: the Diffusion's
-                   clip_x0:bool=None,           # clip the predicted x0 at each reverse step; None: the Diffusion's (True)
                    generator:torch.Generator=None, # all the noise; global RNG if None
                    progress=False,              # a tqdm bar over the visited states
                   )->Tensor:                    # x0 with the masked-out pixels generated; known pixels exactly x0's
     "Inpainting with RePaint: known pixels from q(x_{t-1} | x0), unknown ones from p_θ, with resampling jumps"
     mask = _image_and_mask(x0, mask)
-    d = as_diffusion(sched, parameterization, var_type, clip_x0, 'repaint_sample')
+    d = as_diffusion(sched, fn='repaint_sample')
     states = repaint_schedule(d.T, jump_length, jump_n_sample)
     dev, dt = x0.device, x0.dtype
     d = d.to(dev); sched = d.sched
@@ -102,9 +99,6 @@ def smc_inpaint(model,                       # callable model(x_t, t) -> output 
                 mask:Tensor,                 # 1 where x0 is known, 0 where it is to be generated; broadcastable to x0
                 particles:int=16,            # K particles per image
                 twist_var:float=0.5,         # σ_d²: the prior variance of a pixel in the twisting functions (see the text)
-                var_type:str=None,           # the reverse variance (fixed or learned); None: the Diffusion's
-                parameterization:str=None,   # what the model predicts; None: the Diffusion's
-                clip_x0:bool=None,           # clip the predicted x0 at each reverse step; None: the Diffusion's (True)
                 ess_threshold:float=0.5,     # resample an image's particles when their effective sample size falls below this × K
                 generator:torch.Generator=None, # all the randomness; global RNG if None
                 progress=False,              # a tqdm bar over the T steps
@@ -116,7 +110,7 @@ def smc_inpaint(model,                       # callable model(x_t, t) -> output 
     if not (isinstance(twist_var, (int, float)) and twist_var > 0): raise ValueError(f"twist_var must be a number > 0, got {twist_var!r}")
     if not (isinstance(ess_threshold, (int, float)) and 0 <= ess_threshold <= 1):
         raise ValueError(f"ess_threshold must lie in [0, 1], got {ess_threshold!r}")
-    d = as_diffusion(sched, parameterization, var_type, clip_x0, 'smc_inpaint')
+    d = as_diffusion(sched, fn='smc_inpaint')
     dev, dt, K, B = x0.device, x0.dtype, particles, x0.shape[0]
     d = d.to(dev); sched = d.sched
     ab = sched.alpha_bars.to(dt)

@@ -109,15 +109,13 @@ def training_losses(model,                       # network: model(x_t [B,C,H,W],
                     t:Tensor=None,               # 0-based timesteps [B]; uniform on {0..T-1} if None
                     noise:Tensor=None,           # ε ~ N(0, I) with x0's shape; drawn if None
                     loss:str='simple',           # 'simple', 'vlb' or 'hybrid' (see the text)
-                    parameterization:str=None,   # what the network predicts: 'eps', 'x0' or 'mu'; None: the Diffusion's
-                    var_type:str=None,           # the reverse variance, one of VAR_TYPES; None: the Diffusion's
                     hybrid_lambda:float=1e-3,    # λ of L_hybrid = L_simple + λ L_vlb
                     min_snr_gamma:float=0.0,     # > 0: weight L_simple of step t by min(SNR_t, γ)/SNR_t in ε terms (Min-SNR-γ); 0: unweighted
                     **model_kw,                  # passed on to the model (e.g. class labels y)
                    )->dict:                      # per image [B] (float32 or x0's dtype): loss, mse, vlb (bits/dim, or None for 'simple')
     "Algorithm 1's objective per image: L_simple on the parameterisation's target, the bound L, or L_hybrid"
     _check_x0(x0, 'training_losses')
-    d = as_diffusion(sched, parameterization, var_type, None, 'training_losses')
+    d = as_diffusion(sched, fn='training_losses')
     sched, parameterization, var_type = d.sched, d.parameterization, d.var_type
     check_choice('loss', loss, LOSSES)
     if loss == 'simple' and var_type in LEARNED_VAR_TYPES:
@@ -157,25 +155,23 @@ def simple_loss(model,               # ε-prediction network: model(x_t [B,C,H,W
                 noise:Tensor=None,   # ε ~ N(0, I) with x0's shape; drawn if None
                )->Tensor:            # scalar: mean over batch and dimensions of (ε - ε̂)²
     "L_simple (Algorithm 1): the mean squared error between ε and model(x_t, t), with x_t ~ q(x_t | x0)"
-    return training_losses(model, sched, x0, t, noise, 'simple', 'eps', 'fixed_small')['loss'].mean()
+    return training_losses(model, as_diffusion(sched, 'eps', fn='simple_loss'), x0, t, noise, 'simple')['loss'].mean()
 
 # %% ../nbs/04_loss.ipynb #aa6154da
 def vlb_terms(model,                       # network: model(x_t [B,C,H,W], t [B]) -> output of `parameterization`
               sched,                       # the model's Diffusion (chapter 02), or its NoiseSchedule
               x0:Tensor,                   # images [B, C, H, W] on the 256-level grid in [-1, 1]
-              var_type:str=None,           # variance of p_θ, one of VAR_TYPES; None: the Diffusion's
               clip_x0:bool=False,          # clip the x0 prediction inside p_θ's mean (the bound's own setting, not the Diffusion's)
               batch_size:int=None,         # images per model call; all of x0 at once if None
               progress:bool=False,         # show a progress bar over the T steps
               generator:torch.Generator=None, # draws the noise of every x_t (reproducible bounds); global RNG if None
-              parameterization:str=None,   # what the network predicts: 'eps', 'x0' or 'mu'; None: the Diffusion's
              )->dict:                      # float64: prior_bpd [B], terms_bpd [B, T], total_bpd [B], mse [B, T], xstart_mse [B, T] (and _clipped)
     "The variational bound of each image in bits/dim, term by term (the paper's `calc_bpd_loop`)"
     _check_x0(x0, 'vlb_terms')
     if not torch.isfinite(x0).all() or x0.min() < -1 or x0.max() > 1:
         raise ValueError(f"vlb_terms: x0 must lie in [-1, 1] (8-bit images scaled as k/127.5 - 1), "
                          f"got values in [{x0.min().item():.4g}, {x0.max().item():.4g}]")
-    d = as_diffusion(sched, parameterization, var_type, None, 'vlb_terms')
+    d = as_diffusion(sched, fn='vlb_terms')
     sched, parameterization, var_type = d.sched, d.parameterization, d.var_type
     B, T = x0.shape[0], sched.T
     bs = B if batch_size is None else int(batch_size)

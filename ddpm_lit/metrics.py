@@ -9,11 +9,11 @@ __all__ = ['CLASSIFIER_FILE', 'REFERENCES', 'feature_stats', 'frechet_distance',
            'classifier_path', 'load_classifier', 'as_classifier_input', 'features', 'FIDResult', 'fid_from_features',
            'fid', 'PrecisionRecall', 'knn_radii', 'precision_recall', 'score_from_probs', 'classifier_score',
            'classifier_accuracy', 'bits_per_dim', 'inception_input', 'inception_metric', 'inception_fid',
-           'read_samples', 'classifier_metrics', 'real_data_floor', 'bound_on_test', 'evaluate']
+           'read_samples', 'classifier_metrics', 'real_data_floor', 'bound_on_test', 'EvalConfig', 'evaluate']
 
 # %% ../nbs/08_metrics.ipynb #a804a50b
 import json, math, sys, time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from importlib.resources import files
 from pathlib import Path
 import numpy as np
@@ -23,8 +23,8 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .loss import vlb_terms
-from .posterior import check_choice
-from .sample import SAMPLERS, describe_sampler, generate, to_uint8, from_uint8, save_npz
+from .posterior import ConfigError
+from .sample import SampleConfig, generate, to_uint8, from_uint8, save_npz
 from .run import load_run, load_data, resolve_device
 from .guidance import balanced_labels
 
@@ -273,9 +273,7 @@ def bits_per_dim(model,                       # callable model(x_t, t) -> output
                  images:Tensor,               # held-out images on the 256-level grid in [-1, 1] [N, C, H, W]
                  batch_size:int=100,          # images per vlb_terms call
                  progress:bool=False,         # tqdm bars
-                 var_type:str=None,           # the reverse variance; None: the Diffusion's
                  seed:int=0,                  # seeds the x_t draws
-                 parameterization:str=None,   # what the model predicts; None: the Diffusion's
                 )->dict:                      # total_bpd, total_bpd_se, n, prior_bpd, decoder_bpd, terms_bpd [T], bits_per_image
     "The variational bound in bits/dim on `images`: its mean, standard error and per-timestep decomposition"
     images = torch.as_tensor(images)
@@ -286,8 +284,7 @@ def bits_per_dim(model,                       # callable model(x_t, t) -> output
     tot, prior, terms = [], [], 0
     chunks = range(0, len(images), batch_size)
     for i in tqdm(chunks, disable=not progress or len(chunks) < 2, desc='bits/dim batches'):
-        r = vlb_terms(model, sched, images[i:i + batch_size].to(device), var_type=var_type, progress=progress, generator=g,
-                      parameterization=parameterization)
+        r = vlb_terms(model, sched, images[i:i + batch_size].to(device), progress=progress, generator=g)
         tot.append(r['total_bpd'].cpu()); prior.append(r['prior_bpd'].cpu()); terms = terms + r['terms_bpd'].sum(0).cpu()
     tot, prior, n = torch.cat(tot).double(), torch.cat(prior).double(), len(images)
     terms = (terms / n).double().numpy()
@@ -432,80 +429,88 @@ def bound_on_test(r,                    # the Run
                 bpd_decoder=b['decoder_bpd'], bpd_dims=b['dims'], bpd_terms=b['terms_bpd'].tolist(),
                 bpd_var_type=r.cfg.var_type, bpd_time_s=round(time.time() - t0, 1))
 
-def evaluate(run:str,                 # a run directory (its latest checkpoint) or a checkpoint file
-             n:int=1000,              # samples for FID (0: skip FID)
-             sampler:str='ddpm',      # 'ddpm' (ancestral, T steps), 'ddim', 'dpm++2m', 'dpm++3m' or 'dpm++2m-sde'
-             steps:int=50,            # DDIM steps
-             eta:float=0.0,           # DDIM η
-             var_type:str=None,       # ancestral variance; default: the run's
-             batch_size:int=256,      # sampling batch size
-             seed:int=0,              # seeds the samples and the bits/dim draws
-             device:str='auto',       # 'auto', 'cpu', 'cuda', ...
-             bpd_n:int=None,          # test images for bits/dim (0: skip); default 100 on CPU, 1000 on CUDA
-             bpd_batch_size:int=None, # images per vlb_terms call (default: min(bpd_n, 100))
-             inception:bool=False,    # also (or, for datasets other than Fashion-MNIST, only) Inception FID
-             reference:str=None,      # the Inception FID's reference split: 'train' (default: the paper's protocol) or 'test'
-             ema:bool=True,           # the EMA weights (what the paper samples)
-             data_dir:str=None,       # where the dataset is, if not where the run found it
+@dataclass
+class EvalConfig(SampleConfig):
+    "What `ddpm-lit evaluate` measures, and how: the sampling settings (chapter 06), then the metrics'"
+    n:int = 1000                # samples for FID (0: skip FID) (under torchrun write -n: torchrun takes --n for its --nnodes)
+    bpd_n:int = None            # test images for bits/dim (0: skip); default 100 on CPU, 1000 on CUDA
+    bpd_batch_size:int = None   # images per bits/dim batch (default min(bpd-n, 100))
+    inception:bool = False      # also (for datasets other than Fashion-MNIST, only) the Inception FID (pip install 'ddpm_lit[fid]' and its weights)
+    reference:str = None        # the Inception FID's reference split: train (default; the paper's protocol: Ho et al.'s 3.17 is against the CIFAR-10 training set) or test; needs --inception
+    floor:bool = True           # also the real-data floor: FID, precision and recall of n training images against the test set (--no-floor: skip it)
+    data_dir:str = None         # where the dataset is (default: where the run found it)
+
+    _n_want = "0 (no FID) or at least 2 (a covariance needs 2 samples)"
+    def _n_ok(self)->bool: return self.n == 0 or self.n >= 2
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name, ok, want in [('bpd_n', self.bpd_n is None or self.bpd_n >= 0, ">= 0"),
+                               ('bpd_batch_size', self.bpd_batch_size is None or self.bpd_batch_size >= 1, ">= 1"),
+                               ('reference', self.reference in (None, *REFERENCES), f"one of {list(REFERENCES)}")]:
+            if not ok: raise ConfigError(name, getattr(self, name), want, owner='EvalConfig')
+        if self.reference and not self.inception:
+            raise ConfigError('reference', self.reference, message="--reference chooses the Inception FID's reference split and "
+                              "needs --inception (the classifier FID is always against the test split: the classifier was trained "
+                              "on the training split)")
+
+def evaluate(run:str,                 # a run directory (its latest checkpoint), a checkpoint file or pretrained:NAME
+             cfg:EvalConfig=None,     # what to measure and how (default: `EvalConfig()`)
              npz:str=None,            # also save the samples here: uint8 [N, H, W, C] under key arr_0 (as `ddpm-lit sample`)
-             floor:bool=True,         # also the real-data floor: FID, precision and recall of n training images against the same test set
-             progress:bool=None,      # progress bars for sampling, features and bits/dim; None: when stderr is a terminal
-             guidance:float=0.0,      # a class-conditional run: classifier-free guidance w of the samples (0: conditional)
              samples:str=None,        # read the samples from this .npz (uint8 [N, H, W, C] under arr_0, as `sample --npz` writes, e.g. under torchrun) instead of sampling; n = N
+             progress:bool=None,      # progress bars for sampling, features and bits/dim; None: when stderr is a terminal
              log=print,               # where the summary lines go
-            )->dict:                  # everything written to eval.json
+             **settings,              # fields of `EvalConfig` that replace cfg's: `evaluate(run, n=500, sampler='ddim')`
+            )->dict:                  # everything written to eval.json; `config`: the settings as resolved
     "FID, precision and recall, and bits/dim of a trained model, with the protocol that produced them"
-    check_choice('sampler', sampler, SAMPLERS)
-    if n == 1 or n < 0: raise ValueError(f"--n must be 0 (no FID) or at least 2 (a covariance needs 2 samples), got {n}")
-    if reference is not None:
-        check_choice('reference', reference, REFERENCES)
-        if not inception: raise ValueError("--reference chooses the Inception FID's reference split and needs --inception "
-                                           "(the classifier FID is always against the test split: the classifier was trained on the training split)")
-    reference = reference or 'train'
-    dev = resolve_device(device)
-    r = load_run(run, ema=ema, device=dev)                  # FileNotFoundError / ValueError with one-line messages
-    cfg, sched = r.cfg, r.sched
-    if guidance and not r.classes:
+    unknown = sorted(set(settings) - {f.name for f in fields(EvalConfig)})
+    if unknown: raise TypeError(f"evaluate: unknown setting(s) {unknown}; the settings are EvalConfig's fields")
+    c = replace(cfg or EvalConfig(), **settings)
+    reference = c.reference or 'train'
+    dev = resolve_device(c.device)
+    r = load_run(run, ema=c.ema, device=dev)                # FileNotFoundError / ValueError with one-line messages
+    rcfg, sched, n = r.cfg, r.sched, c.n
+    if c.guidance and not r.classes:
         raise ValueError(f"--guidance needs a class-conditional run (trained with --class-cond); {r.path} is unconditional")
     if samples is not None:
         arr = read_samples(samples, r.shape)
         n = len(arr)
     y = balanced_labels(n, len(r.classes)) if r.classes and n and samples is None else None   # classes in equal numbers
-    if cfg.dataset != 'fashion_mnist' and not inception and n:
-        raise ValueError(f"the FID classifier is for Fashion-MNIST, but this run was trained on {cfg.dataset!r}: "
+    if rcfg.dataset != 'fashion_mnist' and not c.inception and n:
+        raise ValueError(f"the FID classifier is for Fashion-MNIST, but this run was trained on {rcfg.dataset!r}: "
                          f"pass --inception (Inception FID, needs torchmetrics and its weights) or --n 0")
-    inc = inception_metric(dev) if inception and n else None   # fail before sampling if it cannot run
-    bpd_n = _default_bpd_n(dev) if bpd_n is None else bpd_n
+    inc = inception_metric(dev) if c.inception and n else None   # fail before sampling if it cannot run
+    bpd_n = _default_bpd_n(dev) if c.bpd_n is None else c.bpd_n
     if progress is None: progress = sys.stderr.isatty()
-    res = dict(checkpoint=str(r.path), step=r.step, dataset=cfg.dataset, image_size=cfg.image_size, T=sched.T,
-               ema=ema, device=str(dev), seed=seed)
-    dcfg = replace(cfg, data_dir=data_dir) if data_dir else cfg
+    rec = c.record(r.diffusion) | dict(n=n, bpd_n=bpd_n, reference=reference, device=str(dev))   # the settings as resolved
+    if samples is not None: rec.update(dict.fromkeys(('sampler', 'steps', 'eta', 'var_type', 'guidance', 'batch_size')))   # not known here
+    res = dict(checkpoint=str(r.path), step=r.step, dataset=rcfg.dataset, image_size=rcfg.image_size, T=sched.T,
+               ema=c.ema, device=str(dev), seed=c.seed, config=rec)
+    dcfg = replace(rcfg, data_dir=c.data_dir) if c.data_dir else rcfg
     test = load_data(dcfg, train=False)
     if n:
         t0 = time.time()
-        vt = var_type or cfg.var_type
         if samples is not None:              # made elsewhere (e.g. by `torchrun ... sample`): their settings are not known here
             x = from_uint8(arr)
             res.update(samples_from=str(samples), n=n)
         else:
-            x = generate(r.model, r.diffusion.replace(var_type=vt), n, r.shape, sampler, steps, eta, batch_size=batch_size,
-                         seed=seed, bf16=cfg.bf16, progress=progress, y=y, w=guidance)
-            res.update(sampler=sampler, steps=sched.T if sampler == 'ddpm' else steps, eta=eta if sampler == 'ddim' else None,
-                       var_type=vt if sampler == 'ddpm' else None, n=n, sample_time_s=round(time.time() - t0, 1))
-        how = (f"samples from {samples}" if samples is not None else f"{describe_sampler(sampler, steps, eta, sched.T)}, seed {seed}")
-        if y is not None: res.update(class_cond=True, guidance=guidance, classes=r.classes)
+            x = generate(r.model, c.diffusion(r.diffusion), n, r.shape, **c.kwargs(), bf16=rcfg.bf16, progress=progress, y=y)
+            rec = c.record(r.diffusion)
+            res.update({k: rec[k] for k in ('sampler', 'steps', 'eta', 'var_type')}, n=n, sample_time_s=round(time.time() - t0, 1))
+        how = f"samples from {samples}" if samples is not None else f"{c.describe(sched.T)}, seed {c.seed}"
+        if y is not None: res.update(class_cond=True, guidance=c.guidance, classes=r.classes)
         if npz:
             save_npz(to_uint8(x), npz); res['samples_npz'] = str(npz)
-        if cfg.dataset == 'fashion_mnist':   # one classifier pass per set gives FID, precision/recall, the score, the accuracy
-            fb, clf, m = classifier_metrics(x, test, dev, how, r.step, y, r.classes, guidance, progress, log)
+        if rcfg.dataset == 'fashion_mnist':   # one classifier pass per set gives FID, precision/recall, the score, the accuracy
+            fb, clf, m = classifier_metrics(x, test, dev, how, r.step, y, r.classes, c.guidance, progress, log)
             res.update(m)
-            if floor: res.update(real_data_floor(load_data(dcfg, train=True), n, seed, fb, clf, progress, log))
-        if inception:
+            if c.floor: res.update(real_data_floor(load_data(dcfg, train=True), n, c.seed, fb, clf, progress, log))
+        if c.inception:
             ref = test if reference == 'test' else load_data(dcfg, train=True)   # streamed in batches by inception_fid
             f = inception_fid(x, ref, device=dev, progress=progress, metric=inc)
             res.update(inception_fid=f.fid, inception_fid_n=f.n_a, inception_fid_ref_n=f.n_b, inception_fid_reference=reference,
-                       inception_fid_protocol=f"{f.n_a} samples ({how}) vs the {f.n_b} {reference} images of {cfg.dataset}; "
+                       inception_fid_protocol=f"{f.n_a} samples ({how}) vs the {f.n_b} {reference} images of {rcfg.dataset}; "
                                               f"Inception-v3 pool features (torchmetrics); 8-bit rounded images")
             log(f"Inception FID {f.fid:.3f}  (n = {f.n_a} samples vs the {f.n_b} {reference} images; {how}, step {r.step})")
-    if bpd_n: res.update(bound_on_test(r, test, bpd_n, bpd_batch_size, seed, progress, log))
+    if bpd_n: res.update(bound_on_test(r, test, bpd_n, c.bpd_batch_size, c.seed, progress, log))
     return res

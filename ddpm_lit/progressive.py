@@ -42,8 +42,6 @@ def rate_distortion_split(vlb:dict, # prior_bpd [B], terms_bpd [B, T] (decoder a
 def rate_distortion(model,                       # network: model(x_t [B,C,H,W], t [B]) -> output of `parameterization`
                     sched,                       # its Diffusion (a run's `run.diffusion`), or the NoiseSchedule it was trained with
                     x0:Tensor,                   # held-out images [B, C, H, W] on the 256-level grid in [-1, 1]
-                    var_type:str=None,           # variance of p_θ; None: the Diffusion's
-                    parameterization:str=None,   # what the network predicts; None: the Diffusion's
                     batch_size:int=None,         # images per model call; all at once if None
                     generator:torch.Generator=None, # draws every x_t ~ q(x_t | x0), in `vlb_terms`'s order; global RNG if None
                     progress:bool=False,         # a tqdm bar over the T steps
@@ -52,7 +50,7 @@ def rate_distortion(model,                       # network: model(x_t [B,C,H,W],
     if not isinstance(x0, Tensor) or not x0.is_floating_point() or x0.ndim < 2 or x0.shape[0] == 0:
         raise TypeError(f"rate_distortion: x0 must be a float tensor [B, C, H, W] with B >= 1, got {getattr(x0, 'dtype', type(x0).__name__)}")
     if x0.min() < -1 or x0.max() > 1: raise ValueError("rate_distortion: x0 must lie in [-1, 1] (8-bit images scaled as k/127.5 - 1)")
-    d = as_diffusion(sched, parameterization, var_type, None, 'rate_distortion')
+    d = as_diffusion(sched, fn='rate_distortion')
     if batch_size is not None and int(batch_size) < 1:
         raise ValueError(f"rate_distortion: batch_size must be a positive integer, got {batch_size!r}")
     vlb = vlb_terms(model, d, x0, clip_x0=False, batch_size=batch_size, progress=progress, generator=generator)   # the one bound loop
@@ -78,9 +76,6 @@ def reverse_from(model,                       # callable model(x_t [B, ...], t [
                  sched,                       # the model's Diffusion (a run's `run.diffusion`), or its NoiseSchedule
                  x_t:Tensor,                  # the state to continue from [B, ...]
                  t:int,                       # its 0-based timestep: the first step applied is p_θ(x_{t-1} | x_t)
-                 var_type:str=None,           # σ_t²: one of VAR_TYPES; None: the Diffusion's
-                 clip_x0:bool=None,           # clip the predicted x0 to [-1, 1] at each step; None: the Diffusion's (True)
-                 parameterization:str=None,   # what the model predicts: 'eps', 'x0' or 'mu'; None: the Diffusion's
                  generator:torch.Generator=None, # source of the reverse noise z; None: torch's global RNG
                  tile_noise:int=1,            # draw z for B / tile_noise rows and tile it: rows j, j + B/tile_noise, ... share z
                  hook=None,                   # hook(t:int, x_t [B, ...], x0_pred [B, ...]) at every step
@@ -90,7 +85,7 @@ def reverse_from(model,                       # callable model(x_t [B, ...], t [
     if not callable(model): raise TypeError(f"reverse_from: model must be callable as model(x_t, t), got {type(model).__name__}")
     if not isinstance(x_t, Tensor) or not x_t.is_floating_point() or x_t.ndim < 2:
         raise TypeError(f"reverse_from: x_t must be a float tensor [B, ...], got {getattr(x_t, 'dtype', type(x_t).__name__)}")
-    d = as_diffusion(sched, parameterization, var_type, clip_x0, 'reverse_from')
+    d = as_diffusion(sched, fn='reverse_from')
     if isinstance(t, Tensor): t = int(t.item()) if t.numel() == 1 else t
     if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < d.T:
         raise ValueError(f"reverse_from: t must be one 0-based timestep in [0, {d.T - 1}], got {t!r}")
@@ -114,9 +109,6 @@ def interpolate(model,                       # callable model(x_t, t) -> output 
                 lams,                        # interpolation weights λ [L] in [0, 1]
                 noise:Tensor=None,           # ε shared by both encodings [B, C, H, W]; drawn from `generator` if None
                 generator:torch.Generator=None, # source of ε and of the reverse noise; None: the global RNG
-                var_type:str=None,           # σ_t² of the reverse process; None: the Diffusion's
-                clip_x0:bool=None,           # clip x̂0 at each reverse step; None: the Diffusion's (True)
-                parameterization:str=None,   # what the model predicts; None: the Diffusion's
                 progress:bool=False,         # a bar over the reverse steps
                )->Tensor:                    # decoded images [L, B, C, H, W]
     "Ho et al. §4.4: encode both images with q(x_t | x0) and the same ε, mix (1-λ) x_t + λ x'_t, decode with p_θ"
@@ -125,7 +117,7 @@ def interpolate(model,                       # callable model(x_t, t) -> output 
     lams = torch.as_tensor(lams, dtype=x0_a.dtype, device=x0_a.device).reshape(-1)
     if lams.numel() == 0 or (lams < 0).any() or (lams > 1).any():
         raise ValueError(f"interpolate: lams must be a non-empty list of weights in [0, 1], got {lams.tolist()}")
-    d = as_diffusion(sched, parameterization, var_type, clip_x0, 'interpolate')
+    d = as_diffusion(sched, fn='interpolate')
     if not isinstance(t, int) or isinstance(t, bool) or not 0 <= t < d.T:
         raise ValueError(f"interpolate: t must be one 0-based timestep in [0, {d.T - 1}], got {t!r}")
     B, L = x0_a.shape[0], lams.numel()
@@ -142,15 +134,13 @@ def ddim_invert(model,                      # callable model(x_t, t) -> output o
                 sched,                      # the model's Diffusion (a run's `run.diffusion`), or its NoiseSchedule
                 x0:Tensor,                  # images (or points) [B, ...]
                 steps:int,                  # S: the timesteps of `ddim_timesteps(T, S)`, visited upwards
-                parameterization:str=None,  # what the model predicts; None: the Diffusion's
-                var_type:str=None,          # only to read a learned-variance output (its first C channels); None: the Diffusion's
                 progress:bool=False,        # a bar over the S steps
                )->Tensor:                   # x_T [B, ...]: `ddim_sample(..., x_T=x_T, clip_x0=False)` maps it back to ≈ x0
     "Encode x0 with the DDIM ODE run backwards (Song et al. 2021, §4.3 and §5.4): x_{t'} = √ᾱ_{t'} x̂0 + √(1-ᾱ_{t'}) ε_θ(x_t, t)"
     if not callable(model): raise TypeError(f"ddim_invert: model must be callable as model(x_t, t), got {type(model).__name__}")
     if not isinstance(x0, Tensor) or not x0.is_floating_point() or x0.ndim < 2:
         raise TypeError(f"ddim_invert: x0 must be a float tensor [B, ...], got {getattr(x0, 'dtype', type(x0).__name__)}")
-    d = as_diffusion(sched, parameterization, var_type, None, 'ddim_invert')
+    d = as_diffusion(sched, fn='ddim_invert')
     ts = ddim_timesteps(d.T, steps).flip(0).tolist()            # increasing: 0 (when S >= 2), ..., T-1
     d, B = d.to(x0.device), x0.shape[0]
     sched = d.sched
@@ -188,13 +178,11 @@ def ddim_interpolate(model,                      # callable model(x_t, t) -> out
                      x0_b:Tensor,                # second images, same shape
                      lams,                       # weights λ [L] in [0, 1]
                      steps:int=50,               # DDIM steps both ways
-                     parameterization:str=None,  # what the model predicts; None: the Diffusion's
-                     var_type:str=None,          # only to read a learned-variance output; None: the Diffusion's
                     )->Tensor:                   # decoded images [L, B, ...]; λ = 0 and 1 are the DDIM reconstructions
     "Deterministic interpolation: DDIM-invert both images to x_T, slerp, decode with DDIM (Song et al. 2021, §5.4)"
     if not isinstance(x0_a, Tensor) or not isinstance(x0_b, Tensor) or x0_a.shape != x0_b.shape:
         raise ValueError(f"ddim_interpolate: x0_a and x0_b must be tensors of one shape, got {tuple(getattr(x0_a, 'shape', ()))} and {tuple(getattr(x0_b, 'shape', ()))}")
-    B, d = x0_a.shape[0], as_diffusion(sched, parameterization, var_type, None, 'ddim_interpolate')
+    B, d = x0_a.shape[0], as_diffusion(sched, fn='ddim_interpolate')
     zT = ddim_invert(model, d, torch.cat([x0_a, x0_b]), steps)
     za, zb = zT[:B], zT[B:]
     z = torch.cat([slerp(za, zb, float(l)) for l in lams])

@@ -7,11 +7,12 @@ Docs: https://ddpm-lit.github.io/ddpm_lit/sample.html.md"""
 # %% auto #0
 __all__ = ['SAMPLERS', 'SPACINGS', 'ddpm_step', 'draw_normal', 'Recorder', 'reverse_chain', 'ddpm_sample', 'ddim_timesteps',
            'ddim_step', 'ddim_sample', 'to_uint8', 'from_uint8', 'save_npz', 'image_grid', 'save_grid',
-           'describe_sampler', 'derive_seed', 'generate', 'half_log_snr', 'solver_timesteps', 'dpmpp_update',
-           'dpmpp_sde_update', 'dpmpp_sample', 'dpmpp2m_sample', 'dpmpp2m_sde_sample', 'dpmpp3m_sample']
+           'describe_sampler', 'derive_seed', 'generate', 'SampleConfig', 'half_log_snr', 'solver_timesteps',
+           'dpmpp_update', 'dpmpp_sde_update', 'dpmpp_sample', 'dpmpp2m_sample', 'dpmpp2m_sde_sample', 'dpmpp3m_sample']
 
 # %% ../nbs/06_sample.ipynb #eb738d86
 import math, operator, sys
+from dataclasses import asdict, dataclass
 from pathlib import Path
 import numpy as np
 import torch
@@ -19,7 +20,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .schedule import NoiseSchedule, extract
-from .posterior import (as_diffusion, check_choice, predict_x0_from_eps, predict_eps_from_x0, p_mean_variance,
+from .posterior import (VAR_TYPES, ConfigError, as_diffusion, check_choice, predict_x0_from_eps, predict_eps_from_x0, p_mean_variance,
                                 split_model_output)
 from .guidance import check_guidance, guided_model
 from .run import write_atomic, resolve_device, precision   # resolve_device: also importable from here, as before
@@ -288,8 +289,6 @@ def generate(model,                       # a trained network, in eval mode, on 
              sampler:str='ddpm',          # 'ddpm' (ancestral, T steps), 'ddim', an ODE solver 'dpm++2m' / 'dpm++3m', or 'dpm++2m-sde'
              steps:int=50,                # network calls of every sampler but 'ddpm'
              eta:float=0.0,               # DDIM η
-             var_type:str=None,           # the reverse variance the model was trained with; None: the Diffusion's
-             parameterization:str=None,   # what the model predicts; None: the Diffusion's
              batch_size:int=256,          # images per sampler call
              seed:int=0,                  # with the batch's index, seeds each batch (the one seed rule, below)
              bf16:bool=True,              # bf16 autocast on CUDA
@@ -300,7 +299,7 @@ def generate(model,                       # a trained network, in eval mode, on 
             )->Tensor:                    # float32 [n, C, H, W] in [-1, 1], on the CPU
     "n samples from a model in batches; batch j is drawn from `derive_seed(seed, first_batch + j)`"
     check_choice('sampler', sampler, SAMPLERS)
-    d = as_diffusion(sched, parameterization, var_type, None, 'generate')
+    d = as_diffusion(sched, fn='generate')
     if n < 1 or batch_size < 1: raise ValueError(f"n and batch_size must be >= 1, got n={n}, batch_size={batch_size}")
     check_guidance(y, w, n)
     p = next(model.parameters(), None) if isinstance(model, nn.Module) else None
@@ -322,6 +321,53 @@ def generate(model,                       # a trained network, in eval mode, on 
             else: x = dpmpp_sample(model, d, b, steps, order=int(sampler[5]), sde=sampler.endswith('-sde'), **kw)  # 'dpm++2m' -> 2
             out.append(x.float().cpu())
     return torch.cat(out)
+
+# %% ../nbs/06_sample.ipynb #804c4b31
+@dataclass
+class SampleConfig:
+    "How to draw images from a trained model: the options of `ddpm-lit sample` (and, extended, of `evaluate`)"
+    n:int = 64                # number of images (under torchrun write -n, or put -- after ddpm_lit: torchrun takes --n for its --nnodes)
+    sampler:str = 'ddpm'      # 'ddpm' (ancestral, Algorithm 2, T steps), 'ddim', the ODE solvers 'dpm++2m' and 'dpm++3m', or the stochastic 'dpm++2m-sde'
+    steps:int = 50            # network calls of every sampler but 'ddpm' (dpm++3m needs ~10-20)
+    eta:float = 0.0           # DDIM's η (0: deterministic; 1: the ancestral sampler's noise)
+    var_type:str = None       # the ancestral sampler's variance (default: the run's)
+    guidance:float = 0.0      # classifier-free guidance w of a class-conditional run: (1+w) ε(x,c) - w ε(x); 0: conditional (a guidance scale s elsewhere is w = s - 1)
+    batch_size:int = 256      # images per sampler call
+    seed:int = 0              # seeds the samples: batch j of batch_size images from derive_seed(seed, j)
+    ema:bool = True           # sample the EMA weights, as the paper does (--no-ema: the raw weights)
+    device:str = 'auto'       # 'auto' (CUDA when there is one), 'cpu', 'cuda', 'cuda:1', ...
+
+    def __post_init__(self):
+        owner = type(self).__name__
+        if self.sampler not in SAMPLERS: raise ConfigError('sampler', self.sampler, f"one of {list(SAMPLERS)}", owner=owner)
+        if self.var_type is not None and self.var_type not in VAR_TYPES:
+            raise ConfigError('var_type', self.var_type, f"one of {list(VAR_TYPES)}", owner=owner)
+        for name, ok, want in [('n', self._n_ok(), self._n_want), ('steps', self.steps >= 1, ">= 1"), ('eta', self.eta >= 0, ">= 0"),
+                               ('guidance', self.guidance >= 0, ">= 0"), ('batch_size', self.batch_size >= 1, ">= 1"),
+                               ('seed', self.seed >= 0, ">= 0")]:
+            if not ok: raise ConfigError(name, getattr(self, name), want, owner=owner)
+        if self.eta and self.sampler != 'ddim':
+            raise ConfigError('eta', self.eta, message=f"eta is DDIM's noise level; sampler {self.sampler!r} does not use it")
+
+    _n_want = ">= 1"
+    def _n_ok(self)->bool: return self.n >= 1
+
+    def kwargs(self)->dict:
+        "The keyword arguments of `generate` these settings give (all but the variance: `diffusion` applies it)"
+        return dict(sampler=self.sampler, steps=self.steps, eta=self.eta, batch_size=self.batch_size, seed=self.seed, w=self.guidance)
+
+    def diffusion(self, d):
+        "A run's `Diffusion`, with this ancestral variance if one is given"
+        return d.replace(var_type=self.var_type) if self.var_type else d
+
+    def describe(self, T:int)->str: return describe_sampler(self.sampler, self.steps, self.eta, T)
+
+    def record(self, d)->dict:
+        "The settings as they were used with the run's `Diffusion` d: what a results file records"
+        r = asdict(self)
+        r.update(var_type=self.diffusion(d).var_type if self.sampler == 'ddpm' else None,
+                 steps=d.T if self.sampler == 'ddpm' else self.steps, eta=self.eta if self.sampler == 'ddim' else None)
+        return r
 
 # %% ../nbs/06_sample.ipynb #6edd9bbc
 SPACINGS = ('uniform', 'logsnr', 'karras')

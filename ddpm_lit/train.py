@@ -116,10 +116,16 @@ class Trainer:
         "Start the network (and so its EMA) from the EMA weights of a run, a checkpoint or `pretrained:NAME` with the same network"
         src = load_run(spec, device=self.device)
         same = lambda d: json.loads(json.dumps(d))
-        if same(src.model.config) != same(self.model_args):
+        theirs, mine = same(src.model.config), same(self.model_args)
+        # an unconditional network may start a class-conditional one: the class embedding, the only new weight, starts at
+        # zero, so at step 0 every label (and "no label") gives exactly the unconditional network's output
+        widen = isinstance(mine, dict) and 'num_classes' in mine and 'num_classes' not in theirs and \
+                {k: v for k, v in mine.items() if k != 'num_classes'} == theirs
+        if theirs != mine and not widen:
             raise ConfigError('init', spec, message=f"--init {spec}: its network differs from this run's (its {src.model.config}; "
                                                     f"this run's {self.model_args}): choose the same --model and data")
-        self.model.load_state_dict(src.model.state_dict())
+        self.model.load_state_dict(src.model.state_dict(), strict=not widen)
+        if widen: nn.init.zeros_(self.model.class_embed.weight)
 
     def close(self):
         "Release the run directory's lock (`open_run` takes it; a process that ends releases it too)"

@@ -187,7 +187,7 @@ def test_sample_on_two_processes(killed_run, tmp_path):
     from ddpm_lit.distributed import generate_sharded
     from ddpm_lit.train import load_run
     run = load_run(killed_run['run'])                              # one process: the same images as two
-    want = generate_sharded(run.model, run.sched, 10, run.shape, 'ddim', 3, var_type=run.cfg.var_type, batch_size=4)
+    want = generate_sharded(run.model, run.diffusion, 10, run.shape, 'ddim', 3, batch_size=4)
     assert (got == want.numpy()).all()
     # the one seed rule: plain `ddpm-lit sample` with the same seed writes the same file as torchrun on two processes
     single = tmp_path / 'single.npz'
