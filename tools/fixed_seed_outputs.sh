@@ -38,7 +38,7 @@ for d in sorted(glob.glob(f'{O}/run_*')):
         for n, v in sorted(sd[k].items()): h.update(n.encode()); h.update(v.cpu().numpy().tobytes())
     out[os.path.basename(d)] = h.hexdigest()[:16]
 for f in sorted(glob.glob(f'{O}/eval_*.json')):
-    j = json.load(open(f)); out[os.path.basename(f)] = {k: v for k, v in j.items() if not k.endswith('time_s') and k not in ('checkpoint', 'samples_npz')}
+    j = json.load(open(f)); out[os.path.basename(f)] = {k: v for k, v in j.items() if not k.endswith('time_s') and k not in ('checkpoint', 'samples_npz', 'config')}   # config: the settings record (new in 1fe5f62)
 json.dump(out, open(f'{O}/hashes.json', 'w'), indent=1)
 if before:
     b = json.load(open(f'{before}/hashes.json'))
