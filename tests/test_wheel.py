@@ -84,6 +84,8 @@ main(['evaluate', 'run', '--n', '0', '--bpd-n', '2', '--device', 'cpu', '--no-pr
 from ddpm_lit.pretrained import available_pretrained, load_pretrained
 main(['sample', 'pretrained:fashion_mnist', '--n', '4', '--sampler', 'dpm++2m', '--steps', '5', '--device', 'cpu',
       '--no-progress', '--npz', 'ref.npz'])
+main(['sample', 'pretrained:fashion_mnist_cond', '--class', 'Sandal', '--guidance', '1', '--n', '2', '--sampler', 'dpm++3m',
+      '--steps', '5', '--device', 'cpu', '--no-progress', '--npz', 'cond.npz'])     # its class-conditional twin
 print(json.dumps(dict(file=ddpm_lit.__file__, feature_dim=clf.feature_dim, pretrained=available_pretrained(),
                       ref_file=str(load_pretrained('fashion_mnist').path))))
 """
@@ -108,8 +110,9 @@ def test_installed_wheel_runs_end_to_end(venv, tmp_path):
     assert out['feature_dim'] > 0
     assert np.load(tmp_path / 's.npz')['arr_0'].shape == (4, 8, 8, 1)
     assert Image.open(tmp_path / 'grid.png').size[0] > 0
-    assert 'fashion_mnist' in out['pretrained'] and bin_.parent.resolve() in Path(out['ref_file']).resolve().parents, out
+    assert {'fashion_mnist', 'fashion_mnist_cond'} <= set(out['pretrained']) and bin_.parent.resolve() in Path(out['ref_file']).resolve().parents, out
     ref = np.load(tmp_path / 'ref.npz')['arr_0']
     assert ref.shape == (4, 28, 28, 1) and ref.std() > 10, (ref.shape, ref.std())   # images, not a constant
+    assert np.load(tmp_path / 'cond.npz')['arr_0'].shape == (2, 28, 28, 1)
     res = json.loads((tmp_path / 'eval.json').read_text())
     assert res['bpd_n'] == 2 and np.isfinite(res['bpd']) and res['bpd'] > 0, res
