@@ -26,6 +26,8 @@ def main():
     p.add_argument('--n', type=int, default=1000); p.add_argument('--out', default='results/guidance')
     p.add_argument('--sampler', default='ddim'); p.add_argument('--steps', type=int, default=25)
     p.add_argument('--ws', default='0,0.5,1,2,4'); p.add_argument('--seeds', default='0,1')
+    p.add_argument('--add', action='store_true', help="add these w to the existing results file (its other rows and the "
+                                                      "unconditional row are kept; the same run and sampler)")
     a = p.parse_args()
     ws, seeds = [float(w) for w in a.ws.split(',')], [int(s) for s in a.seeds.split(',')]
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
@@ -34,6 +36,13 @@ def main():
     res = dict(command=f"tools/guidance.py --run {a.run} --n {a.n} --sampler {a.sampler} --steps {a.steps} --ws {a.ws} --seeds {a.seeds}",
                run=dict(name=a.run, checkpoint=str(run.path), step=run.step, recipe=asdict(run.cfg), classes=run.classes),
                n=a.n, sampler=a.sampler, steps=a.steps, seeds=seeds, rows=[])
+    if a.add:
+        old = json.loads((out / name).read_text())
+        if any(old[k] != res[k] for k in ('n', 'sampler', 'steps', 'seeds')) or old['run']['checkpoint'] != res['run']['checkpoint']:
+            p.error(f"--add: {out / name} was made with other settings or another run")
+        res['rows'] = [r for r in old['rows'] if r['guidance'] not in ws]
+        res['command'] = old['command'] + ' ; ' + res['command'] + ' --add'
+        res['unconditional'] = old['unconditional']
     for w in ws:
         for s in seeds:
             t0 = time.time()
@@ -41,7 +50,7 @@ def main():
                              floor=(w == 0 and s == seeds[0]))
             r = evaluate(a.run, cfg, progress=False, log=lambda m: None)
             row = {k: r[k] for k in KEEP if k in r} | dict(seed=s)
-            res['rows'].append(row)
+            res['rows'] = sorted(res['rows'] + [row], key=lambda r: r['guidance'])
             print(json.dumps({k: v for k, v in row.items() if k not in ('fid_per_class', 'config')}), f'{time.time() - t0:.0f}s', flush=True)
             (out / name).write_text(json.dumps(res, indent=1))
     K = len(run.classes)
@@ -50,6 +59,8 @@ def main():
         sc = SampleConfig(n=len(y), sampler=a.sampler, steps=a.steps, guidance=w, seed=1)
         x = generate(run.model, sc.diffusion(run.diffusion), sc.n, run.shape, **sc.kwargs(), progress=False, y=y)
         np.savez_compressed(out / f'grid_w{w:g}.npz', arr_0=to_uint8(x).numpy())
+    if a.add:
+        (out / name).write_text(json.dumps(res, indent=1)); return
     # the same network without labels (the null class): unconditional samples
     test = load_data(run.cfg, train=False); ref = test.to_float(test.images_at(torch.arange(len(test))))
     clf = load_classifier()
