@@ -8,5 +8,7 @@ Docs: https://ddpm-lit.github.io/ddpm_lit/main.html.md"""
 __all__ = []
 
 # %% ../nbs/09a_main.ipynb #ee89f93a
+import sys
 from .cli import main
-if __name__ == '__main__': main()
+# a notebook kernel runs its cells as '__main__' too: there (ipykernel loaded) "Run All" only defines, never parses the kernel's argv
+if __name__ == '__main__' and 'ipykernel' not in sys.modules: main()
