@@ -14,6 +14,7 @@ __all__ = ['CLASSIFIER_FILE', 'REFERENCES', 'feature_stats', 'frechet_distance',
 # %% ../nbs/08_metrics.ipynb #a804a50b
 import json, math, sys, time
 from dataclasses import dataclass, fields, replace
+from typing import ClassVar
 from importlib.resources import files
 from pathlib import Path
 import numpy as np
@@ -440,14 +441,14 @@ class EvalConfig(SampleConfig):
     floor:bool = True           # also the real-data floor: FID, precision and recall of n training images against the test set (--no-floor: skip it)
     data_dir:str = None         # where the dataset is (default: where the run found it)
 
+    choices: ClassVar[dict] = SampleConfig.choices | dict(reference=REFERENCES)
     _n_want = "0 (no FID) or at least 2 (a covariance needs 2 samples)"
     def _n_ok(self)->bool: return self.n == 0 or self.n >= 2
 
     def __post_init__(self):
         super().__post_init__()
         for name, ok, want in [('bpd_n', self.bpd_n is None or self.bpd_n >= 0, ">= 0"),
-                               ('bpd_batch_size', self.bpd_batch_size is None or self.bpd_batch_size >= 1, ">= 1"),
-                               ('reference', self.reference in (None, *REFERENCES), f"one of {list(REFERENCES)}")]:
+                               ('bpd_batch_size', self.bpd_batch_size is None or self.bpd_batch_size >= 1, ">= 1")]:
             if not ok: raise ConfigError(name, getattr(self, name), want, owner='EvalConfig')
         if self.reference and not self.inception:
             raise ConfigError('reference', self.reference, message="--reference chooses the Inception FID's reference split and "
@@ -495,7 +496,6 @@ def evaluate(run:str,                 # a run directory (its latest checkpoint),
             res.update(samples_from=str(samples), n=n)
         else:
             x = generate(r.model, c.diffusion(r.diffusion), n, r.shape, **c.kwargs(), bf16=rcfg.bf16, progress=progress, y=y)
-            rec = c.record(r.diffusion)
             res.update({k: rec[k] for k in ('sampler', 'steps', 'eta', 'var_type')}, n=n, sample_time_s=round(time.time() - t0, 1))
         how = f"samples from {samples}" if samples is not None else f"{c.describe(sched.T)}, seed {c.seed}"
         if y is not None: res.update(class_cond=True, guidance=c.guidance, classes=r.classes)

@@ -13,6 +13,7 @@ __all__ = ['SAMPLERS', 'SPACINGS', 'ddpm_step', 'draw_normal', 'Recorder', 'reve
 # %% ../nbs/06_sample.ipynb #eb738d86
 import math, operator, sys
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 from pathlib import Path
 import numpy as np
 import torch
@@ -337,11 +338,14 @@ class SampleConfig:
     ema:bool = True           # sample the EMA weights, as the paper does (--no-ema: the raw weights)
     device:str = 'auto'       # 'auto' (CUDA when there is one), 'cpu', 'cuda', 'cuda:1', ...
 
+    choices: ClassVar[dict] = dict(sampler=SAMPLERS, var_type=VAR_TYPES)   # the fields with a fixed set of values (also the flags' choices)
+
     def __post_init__(self):
         owner = type(self).__name__
-        if self.sampler not in SAMPLERS: raise ConfigError('sampler', self.sampler, f"one of {list(SAMPLERS)}", owner=owner)
-        if self.var_type is not None and self.var_type not in VAR_TYPES:
-            raise ConfigError('var_type', self.var_type, f"one of {list(VAR_TYPES)}", owner=owner)
+        for name, allowed in self.choices.items():        # None is allowed where it is the default ('the run's')
+            v = getattr(self, name)
+            if v not in allowed and not (v is None and self.__dataclass_fields__[name].default is None):
+                raise ConfigError(name, v, f"one of {list(allowed)}", owner=owner)
         for name, ok, want in [('n', self._n_ok(), self._n_want), ('steps', self.steps >= 1, ">= 1"), ('eta', self.eta >= 0, ">= 0"),
                                ('guidance', self.guidance >= 0, ">= 0"), ('batch_size', self.batch_size >= 1, ">= 1"),
                                ('seed', self.seed >= 0, ">= 0")]:
