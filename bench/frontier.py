@@ -6,11 +6,11 @@ instead (a benchmark, not a test).
     OMP_NUM_THREADS=1 .venv/bin/python bench/frontier.py --recipe ddpm_lit --minutes 20 --out bench/results/frontier
     OMP_NUM_THREADS=1 .venv/bin/python bench/frontier.py --recipe lucidrains --minutes 20 --out bench/results/frontier
     OMP_NUM_THREADS=1 .venv/bin/python bench/frontier.py --recipe diffusers --minutes 20 --out bench/results/frontier
-    .venv/bin/python bench/frontier.py --table bench/results/frontier      # the table of every result there
+    .venv/bin/python bench/frontier.py --table bench/results/frontier --plot bench/results/frontier/frontier.png   # table and plot
 
 Recipes (each trained on the same Fashion-MNIST training images for the same wall-clock minutes, then sampled with its
 own library's DDIM with 50 steps, eta 0, n images from seed 0, and scored by `ddpm-lit evaluate --samples` at that n):
-* ddpm_lit: the `reference` preset (chapter 05; the shipped model's recipe) at 28x28.
+* ddpm_lit: the `reference` preset (chapter 07b; the shipped model's recipe) at 28x28.
 * lucidrains: denoising-diffusion-pytorch's README recipe: `Unet(dim=64, dim_mults=(1, 2, 4, 8), flash_attn=True)`
   with channels=1, `GaussianDiffusion(image_size=32, timesteps=1000, sampling_timesteps=250)` (its defaults: v
   prediction, sigmoid schedule), its `Trainer`'s defaults (Adam 8e-5 betas (0.9, 0.99), batch 32, EMA 0.995 every
@@ -110,10 +110,25 @@ def diffusers_recipe(data, deadline, n, tiny):
 RECIPES = dict(ddpm_lit=ddpm_lit_recipe, lucidrains=lucidrains_recipe, diffusers=diffusers_recipe)
 
 
-def table(folder:Path):
+def table(folder:Path, plot:str=None):
+    "Print every result in `folder` as a table; with `plot`, also draw FID against the training minutes (PNG)"
     rows = sorted((json.loads(p.read_text()) for p in folder.glob('*.json')), key=lambda r: (r['minutes'], r['recipe']))
     print(f"{'recipe':12s} {'minutes':>7s} {'images':>9s} {'FID':>7s}  (n, floor)")
     for r in rows: print(f"{r['recipe']:12s} {r['minutes']:7g} {r['images_seen']:9d} {r['fid']:7.2f}  ({r['n']}, {r['floor']:.2f})")
+    if plot:
+        import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(5.5, 3.6))
+        for name in RECIPES:
+            rr = [r for r in rows if r['recipe'] == name]
+            ax.plot([r['minutes'] for r in rr], [r['fid'] for r in rr], 'o-', label=name)
+            for r in rr: ax.annotate(f"n={r['n']}", (r['minutes'], r['fid']), fontsize=6, textcoords='offset points', xytext=(4, 2))
+        floors = {r['minutes']: r['floor'] for r in rows}
+        ax.plot(sorted(floors), [floors[m] for m in sorted(floors)], 'k--', lw=1, label='real images (floor at that n)')
+        ax.set(xscale='log', yscale='log', xlabel='training minutes (wall clock, one thread each, side by side on 2 cores)',
+               ylabel='FID (classifier features)', title='quality per CPU-minute on Fashion-MNIST')
+        ax.set_xticks(sorted(floors)); ax.set_xticklabels([f'{m:g}' for m in sorted(floors)])
+        ax.legend(fontsize=7); fig.tight_layout(); fig.savefig(plot, dpi=120)
+        print(f"plot: {plot}")
     return rows
 
 
@@ -124,9 +139,10 @@ def main(argv=None):
     p.add_argument('--n', type=int, default=1000)
     p.add_argument('--out', default='bench/results/frontier')
     p.add_argument('--tiny', action='store_true', help='tiny networks: a rehearsal of the code paths')
-    p.add_argument('--table', default=None, metavar='FOLDER')
+    p.add_argument('--table', default=None, metavar='FOLDER', help='print the table of every result in FOLDER (nothing is run)')
+    p.add_argument('--plot', default=None, metavar='PNG', help='with --table: also plot FID against minutes into PNG')
     a = p.parse_args(argv)
-    if a.table: return table(Path(a.table))
+    if a.table: return table(Path(a.table), a.plot)
     torch.manual_seed(0)
     data = load_image_data('fashion_mnist', image_size=28)
     t0 = time.time()

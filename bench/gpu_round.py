@@ -13,7 +13,7 @@ the GPU has room). The seven rows take the CPU table's network and recipe (the `
 settings, written out flag by flag so that no preset turns into its GPU variant) with only --parameterization,
 --loss, --var-type and --schedule differing, as in tools/ablation.py; the reference run takes the `reference`
 preset (the shipped model's recipe) at a larger batch (--ref-batch) and, with --ref-model, another network. Each
-process trains until the deadline, when it is sent SIGTERM and saves a checkpoint (chapter 05).
+process trains until the deadline, when it is sent SIGTERM and saves a checkpoint (chapter 07b).
 Phase 2 (evaluate): per run `ddpm-lit evaluate` with n DDIM-50 samples and the bound on --bpd-n test images (the
 reference also with 1000-step ancestral sampling), the samples kept as uint8.
 Phase 3 (speed): bench/bench.py on the paper's network, ddpm_lit against diffusers and lucidrains, eager and

@@ -26,8 +26,7 @@ from tqdm.auto import tqdm
 from .loss import vlb_terms
 from .posterior import ConfigError
 from .sample import SampleConfig, generate, to_uint8, from_uint8, save_npz
-from .run import load_run, load_data, resolve_device
-from .guidance import balanced_labels
+from .run import load_run, load_data, resolve_device, balanced_labels
 
 # %% ../nbs/08_metrics.ipynb #7bd46a72
 def feature_stats(feats, # features [N, D], N >= 2 (array or tensor)

@@ -7,8 +7,8 @@ Docs: https://ddpm-lit.github.io/ddpm_lit/run.html.md"""
 # %% auto #0
 __all__ = ['CHOICES', 'RESUMABLE', 'CKPT_KIND', 'PRETRAINED', 'PRETRAINED_KIND', 'write_atomic', 'resolve_device', 'precision',
            'TrainConfig', 'RunLocked', 'CheckpointError', 'lock_run', 'make_checkpoint', 'atomic_save', 'checkpoints',
-           'load_checkpoint', 'load_data', 'build_model', 'data_classes', 'Run', 'pretrained_path',
-           'available_pretrained', 'save_pretrained', 'load_run', 'load_model']
+           'load_checkpoint', 'load_data', 'build_model', 'data_classes', 'balanced_labels', 'parse_class', 'Run',
+           'pretrained_path', 'available_pretrained', 'save_pretrained', 'load_run', 'load_model']
 
 # %% ../nbs/04b_run.ipynb #96af8b62
 import fcntl, json, os, socket, sys
@@ -17,7 +17,7 @@ from dataclasses import dataclass, asdict
 from importlib.resources import files
 from pathlib import Path
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from .schedule import NoiseSchedule
 from .posterior import VAR_TYPES, LEARNED_VAR_TYPES, PARAMETERIZATIONS, ConfigError, Diffusion, out_channels
@@ -212,6 +212,28 @@ def data_classes(data:ImageData)->list:
                          f"cifar10, or a folder with one sub-folder of images per class")
     return list(data.classes) if data.classes else [str(k) for k in range(int(data.labels.max()) + 1)]
 
+
+# %% ../nbs/04b_run.ipynb #c1a55e57
+def balanced_labels(n:int, # number of samples
+                    K:int, # number of classes
+                   )->Tensor: # long [n]: 0, 1, ..., K-1, 0, 1, ... so every class has n // K or n // K + 1 samples
+    "Labels for a class-balanced set of n samples"
+    return torch.arange(n) % K
+
+def parse_class(spec:str,     # what the user typed after --class: an index, a class name, or 'all'
+                classes:list, # the run's class names (None: an unconditional run)
+               ):             # int (a label) or 'all'
+    "Read `--class`: a label index, a class name (any case), or 'all'; one-line errors otherwise"
+    if not classes: raise ValueError("--class: this run is unconditional (trained without --class-cond)")
+    s = str(spec).strip()
+    if s.lower() == 'all': return 'all'
+    if s.lstrip('-').isdigit():
+        k = int(s)
+        if 0 <= k < len(classes): return k
+        raise ValueError(f"--class: expected a label in 0..{len(classes) - 1}, a class name or 'all', got {k}")
+    names = [c.lower() for c in classes]
+    if s.lower() in names: return names.index(s.lower())
+    raise ValueError(f"--class: expected a label in 0..{len(classes) - 1}, a class name ({', '.join(classes)}) or 'all', got {s!r}")
 
 # %% ../nbs/04b_run.ipynb #044cf1e7
 @dataclass

@@ -62,3 +62,46 @@ def test_simple_loss_with_learned_variance_is_a_usage_error(image_folder, tmp_pa
     assert len(err.splitlines()) == 1 and 'Traceback' not in err, err
     assert "'learned'" in err and "'simple'" in err, err
     assert not (tmp_path / 'run' / 'checkpoints').exists()
+
+
+def _ablation_tool():
+    import importlib.util, sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location('ablation_tool', root / 'tools' / 'ablation.py')
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    return mod
+
+
+def test_tool_reads_the_exit_status_and_the_log_not_the_text(tmp_path, monkeypatch):
+    "A row whose `ddpm-lit train` exits with status 3 is 'diverged', with the steps and value read from metrics.jsonl"
+    abl = _ablation_tool()
+    monkeypatch.setattr(abl, 'RUNS', tmp_path)
+    run = tmp_path / 'row'; run.mkdir()
+    recs = [dict(step=50, loss=0.5, grad_norm=1.0, images_per_s=10.0, time=1000.0),
+            dict(step=100, loss=float('nan'), diverged=True, last_good_step=0, time=1010.0)]
+    (run / 'metrics.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in recs))
+    (run / 'config.json').write_text(json.dumps(dict(model='tiny', lr=1e-3)))
+    class Done:                                      # a finished `ddpm-lit train` whose output says nothing useful
+        returncode = 3
+        def communicate(self): return '', 'some text a tool must not parse\n'
+    rec = abl.finish_training('row', (Done(), 1000.0), lambda s: None, [])
+    assert (rec['status'], rec['diverged_between'], rec['diverged_value']) == ('diverged', [50, 100], 'nan')
+    assert rec['config'] == dict(model='tiny', lr=1e-3) and rec['train_s'] == 10
+    assert [m[0] for m in rec['metrics']] == [50]   # the diverged record is not a point of the loss curve
+    Done.returncode = 1
+    rec = abl.finish_training('row', (Done(), 1000.0), lambda s: None, [])
+    assert (rec['status'], rec['returncode']) == ('failed', 1)
+
+
+def test_configs_at_a_commit_are_the_code_of_that_commit():
+    "--record-configs reads TrainConfig's defaults and the presets from a commit's source: at HEAD, today's"
+    import subprocess
+    from dataclasses import asdict
+    from pathlib import Path
+    if subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=Path(__file__).resolve().parents[1], capture_output=True).returncode:
+        pytest.skip('not a git checkout')
+    from ddpm_lit.run import TrainConfig
+    from ddpm_lit.train import PRESETS
+    defaults, presets = _ablation_tool().configs_at('HEAD')
+    assert defaults == asdict(TrainConfig()) and presets == PRESETS

@@ -184,7 +184,7 @@ def test_sample_on_two_processes(killed_run, tmp_path):
     import numpy as np
     got = np.load(npz)['arr_0']
     assert got.shape == (10, 8, 8, 1) and got.dtype == np.uint8
-    from ddpm_lit.distributed import generate_sharded
+    from ddpm_lit.scale import generate_sharded
     from ddpm_lit.train import load_run
     run = load_run(killed_run['run'])                              # one process: the same images as two
     want = generate_sharded(run.model, run.diffusion, 10, run.shape, 'ddim', 3, batch_size=4)

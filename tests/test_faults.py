@@ -1,6 +1,6 @@
 """Faults a user meets, tried for real: two trainers on one run directory, a trainer killed while it holds the lock,
 and every numeric option of every sub-command at 0, -1, NaN, infinity and a huge value (one line, never a traceback).
-The in-process faults (a truncated newest checkpoint, ENOSPC while writing one, --steps 0) are in chapter 05."""
+The in-process faults (a truncated newest checkpoint, ENOSPC while writing one, --steps 0) are in chapter 07b."""
 import contextlib, io, json, os, signal, subprocess, time
 from pathlib import Path
 

@@ -87,12 +87,15 @@ def train_cmd(row:str, a, resume:bool)->list:
     return cmd
 
 
-def read_metrics(run:Path)->list:
-    "The run's metrics.jsonl as (step, loss, grad_norm, images_per_s) lists"
+def read_log(run:Path)->list:
+    "The run's metrics.jsonl records (a diverged run's last one is marked `diverged`)"
     f = run / 'metrics.jsonl'
-    if not f.exists(): return []
-    recs = [json.loads(l) for l in f.read_text().splitlines() if l.strip()]
-    return [[r['step'], r['loss'], r['grad_norm'], r['images_per_s']] for r in recs]
+    return [json.loads(l) for l in f.read_text().splitlines() if l.strip()] if f.exists() else []
+
+
+def read_metrics(run:Path)->list:
+    "The run's metrics.jsonl as (step, loss, grad_norm, images_per_s) lists, the diverged record left out"
+    return [[r['step'], r['loss'], r['grad_norm'], r['images_per_s']] for r in read_log(run) if not r.get('diverged')]
 
 
 def _step_of(ck:Path)->int: return int(re.search(r'step_(\d+)', ck.name).group(1))
@@ -117,16 +120,19 @@ def finish_training(row:str, handle, log, commands:list)->dict:
         p, t0 = handle
         stdout, stderr = p.communicate()
         rec['wall_s'] = round(time.time() - t0, 1)     # from start to collection (may include waiting on an evaluation)
-        d = re.search(r'done: step (\d+) in (\d+)s', stdout)
-        if d: rec['train_s'] = int(d.group(2))           # as `ddpm-lit train` reports it
+        recs = read_log(RUNS / row)
+        if recs: rec['train_s'] = round(recs[-1]['time'] - t0)   # from the command's start to its last log record
         err = stderr.strip().splitlines()
-        m = re.search(r'loss became (\S+) between steps (\d+) and (\d+)', stderr)
         if p.returncode == 0: pass
-        elif m:
-            rec.update(status='diverged', diverged_value=m.group(1), diverged_between=[int(m.group(2)), int(m.group(3))],
-                       message=err[-1] if err else '')
+        elif p.returncode == 3:                         # `ddpm-lit train`'s status for a loss that became NaN/inf
+            bad = recs[-1] if recs and recs[-1].get('diverged') else {}
+            good = [r['step'] for r in recs if not r.get('diverged')]
+            rec.update(status='diverged', diverged_value=str(bad.get('loss')),
+                       diverged_between=[good[-1] if good else 0, bad.get('step')], message=err[-1] if err else '')
         else: rec.update(status='failed', returncode=p.returncode, message='\n'.join(err[-5:]))
         log(f"[{row}] {rec['status']} in {rec['wall_s']} s" + (f": {rec.get('message')}" if rec['status'] != 'trained' else ''))
+    if (RUNS / row / 'config.json').exists():   # the run's TrainConfig as resolved (a preset's name can change meaning later)
+        rec['config'] = json.loads((RUNS / row / 'config.json').read_text())
     curve = read_metrics(RUNS / row)
     rec['metrics'] = curve
     if curve:
@@ -250,6 +256,54 @@ def save_arrays(new:dict):
     np.savez_compressed(f, **{**old, **new})
 
 
+def configs_at(commit:str)->tuple:
+    "TrainConfig's defaults and the presets as they were at `commit` (read from its source, nothing of it imported)"
+    import ast
+    body = []   # TrainConfig lived in train.py until the run layer (run.py) took it
+    for f in ('ddpm_lit/train.py', 'ddpm_lit/run.py'):
+        r = subprocess.run(['git', 'show', f'{commit}:{f}'], cwd=ROOT, capture_output=True, text=True)
+        if r.returncode == 0: body += ast.parse(r.stdout).body
+    tree = ast.Module(body=body, type_ignores=[])
+    cls = next(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == 'TrainConfig')
+    defaults = {n.target.id: ast.literal_eval(n.value) for n in cls.body if isinstance(n, ast.AnnAssign) and n.value is not None}
+    node = next(n for n in body if isinstance(n, ast.Assign) and getattr(n.targets[0], 'id', None) == 'PRESETS')
+    presets = eval(compile(ast.Expression(node.value), 'PRESETS', 'eval'), {'__builtins__': {}, 'dict': dict})
+    return defaults, presets
+
+
+def record_configs(rfile:Path, commit:str, log)->None:
+    """Add each row's resolved TrainConfig (`train.config`) to results made before rows recorded theirs: the code of `commit`'s
+    defaults and preset, with the row's recorded `ddpm-lit train` flags on top"""
+    defaults, presets = configs_at(commit)
+    results = json.loads(rfile.read_text())
+    for row, entry in results['rows'].items():
+        tr = entry['train']
+        starts = [shlex.split(c) for c in tr['commands'] if '--resume' not in c]   # the command that started the run
+        if starts: cmd, note = starts[0], ''
+        else:   # only its resumption was recorded: the start's flags are the row's (as train_cmd writes them)
+            cmd = [c for c in shlex.split(tr['commands'][0]) if c != '--resume'] + [
+                '--batch-size', str(entry['settings']['batch_size']), '--seed', str(entry['settings']['seed']),
+                '--parameterization', entry['parameterization'], '--loss', entry['loss'], '--var-type', entry['var_type'],
+                '--schedule', entry['schedule']]
+            note = ' (only the resumption was recorded: the starting flags are the row\'s settings)'
+        cmd = cmd[cmd.index('train') + 1:]
+        flags = dict(zip(cmd[::2], cmd[1:] + [None]))
+        cfg = {**defaults, **presets[flags.get('--preset', 'paper')]}
+        i = 0
+        while i < len(cmd):
+            k = cmd[i][2:].replace('-', '_')
+            if k in ('no_progress',): i += 1; continue
+            if k in ('preset', 'out'): i += 2; continue
+            if k not in cfg: raise ValueError(f"{row}: flag --{k} is not a TrainConfig field at {commit}")
+            cfg[k] = type(cfg[k])(cmd[i + 1]) if cfg[k] is not None and not isinstance(cfg[k], bool) else cmd[i + 1]
+            i += 2
+        tr['config'] = cfg
+        tr['config_source'] = (f"resolved on {time.strftime('%Y-%m-%d')} from the command above with TrainConfig's defaults and "
+                               f"the preset as they were at commit {commit} (tools/ablation.py --record-configs {commit}){note}")
+        log(f"[{row}] config: model {cfg['model']}, batch {cfg['batch_size']}, lr {cfg['lr']}, steps {cfg['steps']}")
+    rfile.write_text(json.dumps(results, indent=1, ensure_ascii=False))
+
+
 def main(argv=None):
     global RUNS, OUT
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
@@ -275,6 +329,8 @@ def main(argv=None):
                         'written to ancestral.json (no training, no results.json)')
     p.add_argument('--ancestral-fid', action='store_true', help='with --ancestral: also the FID and classifier score of '
                    'those samples (and the real-data floor at that n)')
+    p.add_argument('--record-configs', default='', metavar='COMMIT', help='only this: add each row\'s resolved TrainConfig to '
+                   'results.json, for results made before rows recorded theirs, from the code of COMMIT (the one that made them)')
     p.add_argument('--paired', default='', help='only this: two trained rows A,B; their bounds per test image (the bits/dim '
                    'images and x_t draws), and the mean difference A - B with its paired standard error, into results.json')
     a = p.parse_args(argv)
@@ -304,6 +360,7 @@ def main(argv=None):
             afile.write_text(json.dumps(cur, indent=1))
         return
     rfile = OUT / 'results.json'
+    if a.record_configs: return record_configs(rfile, a.record_configs, log)
     if a.paired:
         pr = [r.strip() for r in a.paired.split(',')]
         if len(pr) != 2 or not set(pr) <= set(ROWS): p.error(f"--paired needs two rows A,B of {ORDER}, got {a.paired!r}")

@@ -1,7 +1,7 @@
 """What "Run All" costs a reader: execute every chapter as JupyterLab's Run All does (every code cell, those flagged
 `slow` included, in a fresh kernel with the chapter's folder as the working directory), outputs discarded, and time it.
 
-    OMP_NUM_THREADS=2 .venv/bin/python tools/run_all_timings.py [nbs/05_train.ipynb ...] [--json results/run_all/timings.json]
+    OMP_NUM_THREADS=2 .venv/bin/python tools/run_all_timings.py [nbs/07b_train.ipynb ...] [--json results/run_all/timings.json]
 
 Writes, per chapter: the wall time, whether it ran to the end (or the error), and its three slowest cells. Time it on an
 idle machine: the point is the 5-minute budget a reader on two cores has.

@@ -2,7 +2,7 @@
 flagged with a `tst_flags` entry (`slow`, `cuda`, `notest`) keep the outputs they have: a committed chapter's long
 training and its figures are not re-run (or blanked) when the rest of the chapter changes.
 
-    .venv/bin/python tools/run_chapter.py nbs/05_train.ipynb [more notebooks]     (run with the notebook's folder as cwd)
+    .venv/bin/python tools/run_chapter.py nbs/07b_train.ipynb [more notebooks]     (run with the notebook's folder as cwd)
 """
 import re, sys
 from pathlib import Path

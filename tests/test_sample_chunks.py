@@ -1,0 +1,62 @@
+"""tools/sample_chunks.py: samples drawn chunk by chunk, stopped and resumed, assemble to exactly the file one
+`ddpm-lit sample --npz` writes with the same seed and batch size (the seed rule of chapter 05)."""
+import subprocess, sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import cli
+
+pytestmark = pytest.mark.slow   # `make test-fast` leaves it out; `make test` runs it
+
+ROOT = Path(__file__).resolve().parents[1]
+TOOL = [sys.executable, str(ROOT / 'tools' / 'sample_chunks.py')]
+
+
+def test_chunks_resume_and_assemble_to_ddpm_lit_sample(image_folder, tmp_path):
+    run = tmp_path / 'run'
+    cli('train', '--dataset', 'folder', '--data-dir', image_folder, '--model', 'tiny', '--image-size', '8', '--T', '10',
+        '--batch-size', '8', '--steps', '2', '--warmup', '1', '--ckpt-every', '2', '--device', 'cpu', '--no-progress',
+        '--out', run, check=True)
+    want = tmp_path / 'want.npz'
+    cli('sample', run, '-n', '7', '--batch-size', '3', '--seed', '4', '--sampler', 'ddpm', '--npz', want, '--device', 'cpu',
+        '--no-progress', check=True)
+    args = [str(run), '--sampler', 'ddpm', '--n', '7', '--batch-size', '3', '--seed', '4', '--out', str(tmp_path / 'chunks')]
+    subprocess.run(TOOL + args, check=True, capture_output=True)
+    chunks = sorted((tmp_path / 'chunks').glob('chunk_*.npz'))
+    assert [c.name for c in chunks] == ['chunk_00000.npz', 'chunk_00001.npz', 'chunk_00002.npz']
+    stamp = chunks[0].stat().st_mtime_ns
+    chunks[1].unlink()                                           # as if stopped before chunk 1 was written
+    r = subprocess.run(TOOL + args, check=True, capture_output=True, text=True)
+    assert '2 of 3 chunks already drawn; 1 to go' in r.stdout, r.stdout
+    assert chunks[0].stat().st_mtime_ns == stamp                 # a finished chunk is not drawn again
+    got = tmp_path / 'got.npz'
+    subprocess.run(TOOL + args + ['--assemble', str(got)], check=True, capture_output=True)
+    np.testing.assert_array_equal(np.load(got)['arr_0'], np.load(want)['arr_0'])
+    chunks[2].unlink()
+    r = subprocess.run(TOOL + args + ['--assemble', str(got)], capture_output=True, text=True)
+    assert r.returncode == 2 and '--assemble: 1 of 3 chunks not drawn yet (first: 2)' in r.stderr, r.stderr
+
+
+def test_bound_in_chunks_is_the_bound(image_folder, tmp_path):
+    "--bound: chunk k is bits_per_dim of its images with its x_t seeded by derive_seed(seed, k); assembled over the split"
+    import json, torch
+    from ddpm_lit.distributed import derive_seed
+    from ddpm_lit.metrics import bits_per_dim
+    from ddpm_lit.run import load_data, load_run
+    run = tmp_path / 'run'
+    cli('train', '--dataset', 'folder', '--data-dir', image_folder, '--model', 'tiny', '--image-size', '8', '--T', '10',
+        '--batch-size', '8', '--steps', '2', '--warmup', '1', '--ckpt-every', '2', '--device', 'cpu', '--no-progress',
+        '--out', run, check=True)
+    for bs, name in ((32, 'one'), (10, 'four')):                 # the 32 images in one chunk, and in chunks of 10, 10, 10, 2
+        args = [str(run), '--bound', '--batch-size', str(bs), '--out', str(tmp_path / name)]
+        subprocess.run(TOOL + args, check=True, capture_output=True)
+        subprocess.run(TOOL + args + ['--assemble', str(tmp_path / f'{name}.json')], check=True, capture_output=True)
+    one, four = (json.loads((tmp_path / f'{n}.json').read_text()) for n in ('one', 'four'))
+    assert one['n'] == four['n'] == 32 and len(list((tmp_path / 'four').glob('chunk_*.npz'))) == 4
+    r = load_run(str(run)); test = load_data(r.cfg, train=False)
+    want = bits_per_dim(r.model, r.diffusion, test.to_float(test.images_at(torch.arange(32))), batch_size=32, seed=derive_seed(0, 0))
+    assert abs(one['bpd'] - want['total_bpd']) < 1e-9 and abs(one['bpd_se'] - want['total_bpd_se']) < 1e-9
+    assert abs(sum(four['bpd_terms']) + four['bpd_prior'] - four['bpd']) < 1e-9   # the terms add up to the bound
+    assert abs(four['bpd'] - one['bpd']) < 4 * one['bpd_se']     # other x_t draws: the same bound within its noise

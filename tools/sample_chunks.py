@@ -1,0 +1,118 @@
+#!/usr/bin/env python
+"""Many samples, or the bound on a whole test set, on a CPU across days: the work in chunks written to a folder, resumable.
+
+Chunk k holds the `batch_size` images that `generate` draws as its batch k (seeded by (seed, k): chapter 05's seed
+rule), so the assembled file is exactly what one `ddpm-lit sample RUN --n N --batch-size B --seed S --npz` writes, on
+any machine and however often the work was stopped. Each chunk is written atomically when it is done; a rerun skips
+the chunks already there. Then `--assemble` writes the one .npz that `ddpm-lit evaluate RUN --samples` scores.
+
+    # the shipped model's 10,000 ancestral samples for its card, one thread in the background, stopped and resumed at will
+    OMP_NUM_THREADS=1 nohup .venv/bin/python tools/sample_chunks.py pretrained:fashion_mnist --sampler ddpm --n 10000 \\
+        --batch-size 100 --out runs/ancestral_n10000 &
+    .venv/bin/python tools/sample_chunks.py pretrained:fashion_mnist --sampler ddpm --n 10000 --batch-size 100 \\
+        --out runs/ancestral_n10000 --assemble runs/ancestral_n10000.npz
+    ddpm-lit evaluate pretrained:fashion_mnist --samples runs/ancestral_n10000.npz --bpd-n 0 --json eval_ddpm1000_n10000.json
+
+With `--bound`, chunk k is instead the variational bound (chapter 08's `bits_per_dim`) of test images k*B .. (k+1)*B - 1,
+its x_t drawn from `derive_seed(seed, k)`, per image; `--assemble OUT.json` gives the mean over the whole test split
+with its standard error and the mean of every term:
+
+    OMP_NUM_THREADS=1 nohup .venv/bin/python tools/sample_chunks.py pretrained:fashion_mnist --bound --batch-size 100 \
+        --out runs/bound_test &
+    .venv/bin/python tools/sample_chunks.py pretrained:fashion_mnist --bound --batch-size 100 --out runs/bound_test \
+        --assemble results/reference/bound_test.json
+"""
+import argparse, json, sys, time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if (ROOT / 'ddpm_lit').is_dir() and str(ROOT) not in sys.path: sys.path.insert(0, str(ROOT))
+
+import numpy as np
+import torch
+
+from ddpm_lit.distributed import derive_seed
+from ddpm_lit.loss import vlb_terms
+from ddpm_lit.run import load_data, load_run, write_atomic
+from ddpm_lit.sample import SampleConfig, save_npz
+from ddpm_lit.scale import sample_chunks, sample_part
+
+
+def chunk_path(out:Path, k:int)->Path: return out / f'chunk_{k:05d}.npz'
+
+
+def bound_chunk(r, test, k:int, batch_size:int, seed:int)->dict:
+    "The bound of test images k*B .. (k+1)*B - 1: per image in bits/dim, and the per-term sums over them"
+    idx = torch.arange(k * batch_size, min((k + 1) * batch_size, len(test)))
+    g = torch.Generator().manual_seed(derive_seed(seed, k))
+    with torch.inference_mode(): v = vlb_terms(r.model, r.diffusion, test.to_float(test.images_at(idx)), generator=g)
+    return dict(index=idx.numpy(), total_bpd=v['total_bpd'].double().numpy(), prior_bpd=v['prior_bpd'].double().numpy(),
+                terms_bpd_sum=v['terms_bpd'].double().sum(0).numpy())
+
+
+def assemble_bound(out:Path, n_chunks:int, a, p)->None:
+    missing = [k for k in range(n_chunks) if not chunk_path(out, k).exists()]
+    if missing: p.error(f"--assemble: {len(missing)} of {n_chunks} chunks not done yet (first: {missing[0]}); run without --assemble")
+    parts = [np.load(chunk_path(out, k)) for k in range(n_chunks)]
+    tot = np.concatenate([q['total_bpd'] for q in parts]); n = len(tot)
+    terms = sum(q['terms_bpd_sum'] for q in parts) / n
+    settings = json.loads((out / 'settings.json').read_text())
+    res = dict(settings, n=n, bpd=float(tot.mean()), bpd_se=float(tot.std(ddof=1) / np.sqrt(n)),
+               bpd_prior=float(np.concatenate([q['prior_bpd'] for q in parts]).mean()), bpd_decoder=float(terms[0]),
+               bpd_terms=terms.tolist())
+    Path(a.assemble).write_text(json.dumps(res, indent=1))
+    print(f"{a.assemble}: {res['bpd']:.4f} ± {res['bpd_se']:.4f} bits/dim on {n} test images")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('run', help='a run, a checkpoint or pretrained:NAME')
+    p.add_argument('--sampler', default='ddpm'); p.add_argument('--steps', type=int, default=50)
+    p.add_argument('--eta', type=float, default=0.0); p.add_argument('--n', type=int, default=None, help='images (not with --bound)')
+    p.add_argument('--batch-size', type=int, default=100, help='images per chunk (and per sampler call)')
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--bound', action='store_true', help="the bound on the whole test split instead of samples (the sampling flags unused)")
+    p.add_argument('--out', required=True, help='folder of chunks (created)')
+    p.add_argument('--assemble', default=None, metavar='NPZ', help='only this: join the finished chunks into one .npz')
+    a = p.parse_args(argv)
+    if a.n is None and not a.bound: p.error('--n: required (the number of images) unless --bound')
+    cfg = SampleConfig(n=a.n or 2, sampler=a.sampler, steps=a.steps, eta=a.eta, batch_size=a.batch_size, seed=a.seed)  # checked here
+    out = Path(a.out)
+    if a.bound:
+        r = load_run(a.run); test = load_data(r.cfg, train=False)
+        chunks = sample_chunks(len(test), cfg.batch_size)
+        if a.assemble: return assemble_bound(out, len(chunks), a, p)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / 'settings.json').write_text(json.dumps(dict(run=a.run, checkpoint=str(r.path), step=r.step, batch_size=cfg.batch_size,
+                                                           seed=cfg.seed, var_type=r.diffusion.var_type, split='test',
+                                                           command=' '.join(['tools/sample_chunks.py', *(argv or sys.argv[1:])])), indent=1))
+        todo = [k for k in range(len(chunks)) if not chunk_path(out, k).exists()]
+        print(f"{len(chunks) - len(todo)} of {len(chunks)} chunks already done; {len(todo)} to go", flush=True)
+        for k in todo:
+            t0 = time.time(); c = bound_chunk(r, test, k, cfg.batch_size, cfg.seed)
+            write_atomic(chunk_path(out, k), lambda f: np.savez_compressed(f, **c))
+            print(f"chunk {k}: {len(c['index'])} test images, {c['total_bpd'].mean():.3f} bits/dim, {time.time() - t0:.0f} s", flush=True)
+        return
+    chunks = sample_chunks(cfg.n, cfg.batch_size)
+    if a.assemble:
+        missing = [k for k in range(len(chunks)) if not chunk_path(out, k).exists()]
+        if missing: p.error(f"--assemble: {len(missing)} of {len(chunks)} chunks not drawn yet (first: {missing[0]}); run without --assemble")
+        u = np.concatenate([np.load(chunk_path(out, k))['arr_0'] for k in range(len(chunks))])
+        save_npz(u, a.assemble); print(f"{a.assemble}: {u.shape[0]} images"); return
+    r = load_run(a.run)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / 'settings.json').write_text(json.dumps(dict(run=a.run, checkpoint=str(r.path), step=r.step, **cfg.kwargs(), n=cfg.n,
+                                                       command=' '.join(['tools/sample_chunks.py', *(argv or sys.argv[1:])])), indent=1))
+    todo = [k for k in range(len(chunks)) if not chunk_path(out, k).exists()]
+    print(f"{len(chunks) - len(todo)} of {len(chunks)} chunks already drawn; {len(todo)} to go", flush=True)
+    for k in todo:
+        t0 = time.time()
+        [(kk, u)] = sample_part(r.model, r.diffusion, cfg.n, r.shape, cfg.sampler, cfg.steps, cfg.eta, cfg.batch_size, cfg.seed,
+                                rank=k, world_size=len(chunks))        # chunk k alone: generate's batch k
+        assert kk == k
+        write_atomic(chunk_path(out, k), lambda f: np.savez_compressed(f, arr_0=u.numpy()))
+        print(f"chunk {k}: {u.shape[0]} images in {time.time() - t0:.0f} s", flush=True)
+
+
+if __name__ == '__main__':
+    main()
