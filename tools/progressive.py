@@ -3,14 +3,15 @@ samples sharing x_t (Fig. 7), interpolation through q and through DDIM inversion
 Writes small .npz/.json files into --out (default results/progressive), one pair per part.
 
 Usage: .venv/bin/python tools/progressive.py [RUN] [--out results/progressive] [--parts rd,baseline,progressive,latents,interp,ddim]
-RUN (default runs/progressive) is trained first, if it has no checkpoint, with the command in TRAIN below.
+RUN is anything `load_run` opens (default: the shipped reference model, pretrained:fashion_mnist); a run directory
+without a checkpoint is trained first with the command in TRAIN below (a small model, for a quick look).
 """
 import argparse, json, math, subprocess, sys, time
 from pathlib import Path
 import numpy as np, torch
 from ddpm_lit.progressive import rate_distortion, rd_summary, reverse_from, interpolate, ddim_invert, ddim_interpolate, PAPER_TABLE4
 from ddpm_lit.sample import ddpm_sample, ddim_sample, Recorder, to_uint8
-from ddpm_lit.train import load_run, load_data, checkpoints
+from ddpm_lit.run import load_run, load_data, checkpoints
 
 TRAIN = "ddpm-lit train --preset demo_mini --steps 800 --lr 2e-3 --warmup 50 --ckpt-every 200 --keep-ckpts 100 --out {run}"
 PARTS = ('rd', 'baseline', 'progressive', 'latents', 'interp', 'ddim')
@@ -112,7 +113,8 @@ def ddim_part(r, test, a, out):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('run', nargs='?', default='runs/progressive', help='run directory (trained with TRAIN if it has no checkpoint)')
+    p.add_argument('run', nargs='?', default='pretrained:fashion_mnist',
+                   help='a run, checkpoint or pretrained:NAME (a run directory without a checkpoint is trained with TRAIN first)')
     p.add_argument('--out', default='results/progressive'); p.add_argument('--parts', default=','.join(PARTS))
     p.add_argument('--n-rd', type=int, default=128); p.add_argument('--batch', type=int, default=64)
     p.add_argument('--n-prog', type=int, default=8); p.add_argument('--n-chains', type=int, default=2)
@@ -122,7 +124,7 @@ def main():
     bad = [q for q in parts if q not in PARTS]
     if bad: p.error(f"--parts: unknown {bad}; choose from {PARTS}")
     torch.set_num_threads(a.threads)
-    if not Path(a.run).is_dir() or not checkpoints(Path(a.run)):
+    if not a.run.startswith('pretrained:') and not Path(a.run).is_file() and not (Path(a.run).is_dir() and checkpoints(Path(a.run))):
         cmd = TRAIN.format(run=a.run); print('training:', cmd, flush=True)
         subprocess.run([str(Path(sys.executable).parent / 'ddpm-lit'), *cmd.split()[1:]], check=True)
     r = load_run(a.run); test = load_data(r.cfg, train=False)
@@ -130,7 +132,7 @@ def main():
     for part in parts:
         info = globals()[f'{part}_part'](r, test, a, out)
         info.update(run=str(a.run), checkpoint=str(r.path), step=r.step, model=r.cfg.model, dataset=r.cfg.dataset, T=r.sched.T,
-                    var_type=r.cfg.var_type, threads=a.threads, command=' '.join(['tools/progressive.py', *sys.argv[1:]]))
+                    var_type=r.cfg.var_type, parameterization=r.cfg.parameterization, threads=a.threads, command=' '.join(['tools/progressive.py', *sys.argv[1:]]))
         (out / f'{part}.json').write_text(json.dumps(info, indent=1))
         print(part, 'done in', info['seconds'], 's', flush=True)
 
