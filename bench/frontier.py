@@ -116,7 +116,7 @@ def table(folder:Path, plot:str=None):
     print(f"{'recipe':12s} {'minutes':>7s} {'images':>9s} {'FID':>7s}  (n, floor)")
     for r in rows: print(f"{r['recipe']:12s} {r['minutes']:7g} {r['images_seen']:9d} {r['fid']:7.2f}  ({r['n']}, {r['floor']:.2f})")
     if plot:
-        import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
+        import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt, matplotlib.ticker
         fig, ax = plt.subplots(figsize=(5.5, 3.6))
         for name in RECIPES:
             rr = [r for r in rows if r['recipe'] == name]
@@ -127,6 +127,7 @@ def table(folder:Path, plot:str=None):
         ax.set(xscale='log', yscale='log', xlabel='training minutes (wall clock, one thread each, side by side on 2 cores)',
                ylabel='FID (classifier features)', title='quality per CPU-minute on Fashion-MNIST')
         ax.set_xticks(sorted(floors)); ax.set_xticklabels([f'{m:g}' for m in sorted(floors)])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.legend(fontsize=7); fig.tight_layout(); fig.savefig(plot, dpi=120)
         print(f"plot: {plot}")
     return rows
