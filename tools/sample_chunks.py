@@ -41,6 +41,24 @@ from ddpm_lit.scale import sample_chunks, sample_part
 def chunk_path(out:Path, k:int)->Path: return out / f'chunk_{k:05d}.npz'
 
 
+def check_finished(out:Path, n_chunks:int, p, word:str):
+    "--assemble: a one-line usage error unless every chunk is there"
+    missing = [k for k in range(n_chunks) if not chunk_path(out, k).exists()]
+    if missing: p.error(f"--assemble: {len(missing)} of {n_chunks} chunks not {word} yet (first: {missing[0]}); run without --assemble")
+
+
+def run_chunks(out:Path, n_chunks:int, settings:dict, work, word:str):
+    "Write the settings, then every chunk not yet in `out`: work(k) -> (arrays for its .npz, a line for the log)"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / 'settings.json').write_text(json.dumps(settings, indent=1))
+    todo = [k for k in range(n_chunks) if not chunk_path(out, k).exists()]
+    print(f"{n_chunks - len(todo)} of {n_chunks} chunks already {word}; {len(todo)} to go", flush=True)
+    for k in todo:
+        t0 = time.time(); arrays, line = work(k)
+        write_atomic(chunk_path(out, k), lambda f: np.savez_compressed(f, **arrays))
+        print(f"chunk {k}: {line}, {time.time() - t0:.0f} s", flush=True)
+
+
 def bound_chunk(r, test, k:int, batch_size:int, seed:int)->dict:
     "The bound of test images k*B .. (k+1)*B - 1: per image in bits/dim, and the per-term sums over them"
     idx = torch.arange(k * batch_size, min((k + 1) * batch_size, len(test)))
@@ -51,8 +69,7 @@ def bound_chunk(r, test, k:int, batch_size:int, seed:int)->dict:
 
 
 def assemble_bound(out:Path, n_chunks:int, a, p)->None:
-    missing = [k for k in range(n_chunks) if not chunk_path(out, k).exists()]
-    if missing: p.error(f"--assemble: {len(missing)} of {n_chunks} chunks not done yet (first: {missing[0]}); run without --assemble")
+    check_finished(out, n_chunks, p, 'done')
     parts = [np.load(chunk_path(out, k)) for k in range(n_chunks)]
     tot = np.concatenate([q['total_bpd'] for q in parts]); n = len(tot)
     terms = sum(q['terms_bpd_sum'] for q in parts) / n
@@ -82,36 +99,25 @@ def main(argv=None):
         r = load_run(a.run); test = load_data(r.cfg, train=False)
         chunks = sample_chunks(len(test), cfg.batch_size)
         if a.assemble: return assemble_bound(out, len(chunks), a, p)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / 'settings.json').write_text(json.dumps(dict(run=a.run, checkpoint=str(r.path), step=r.step, batch_size=cfg.batch_size,
-                                                           seed=cfg.seed, var_type=r.diffusion.var_type, split='test',
-                                                           command=' '.join(['tools/sample_chunks.py', *(argv or sys.argv[1:])])), indent=1))
-        todo = [k for k in range(len(chunks)) if not chunk_path(out, k).exists()]
-        print(f"{len(chunks) - len(todo)} of {len(chunks)} chunks already done; {len(todo)} to go", flush=True)
-        for k in todo:
-            t0 = time.time(); c = bound_chunk(r, test, k, cfg.batch_size, cfg.seed)
-            write_atomic(chunk_path(out, k), lambda f: np.savez_compressed(f, **c))
-            print(f"chunk {k}: {len(c['index'])} test images, {c['total_bpd'].mean():.3f} bits/dim, {time.time() - t0:.0f} s", flush=True)
-        return
+        command = ' '.join(['tools/sample_chunks.py', *(argv or sys.argv[1:])])
+        def work(k):
+            c = bound_chunk(r, test, k, cfg.batch_size, cfg.seed)
+            return c, f"{len(c['index'])} test images, {c['total_bpd'].mean():.3f} bits/dim"
+        return run_chunks(out, len(chunks), dict(run=a.run, checkpoint=str(r.path), step=r.step, batch_size=cfg.batch_size,
+                          seed=cfg.seed, var_type=r.diffusion.var_type, split='test', command=command), work, 'done')
     chunks = sample_chunks(cfg.n, cfg.batch_size)
     if a.assemble:
-        missing = [k for k in range(len(chunks)) if not chunk_path(out, k).exists()]
-        if missing: p.error(f"--assemble: {len(missing)} of {len(chunks)} chunks not drawn yet (first: {missing[0]}); run without --assemble")
+        check_finished(out, len(chunks), p, 'drawn')
         u = np.concatenate([np.load(chunk_path(out, k))['arr_0'] for k in range(len(chunks))])
         save_npz(u, a.assemble); print(f"{a.assemble}: {u.shape[0]} images"); return
     r = load_run(a.run)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / 'settings.json').write_text(json.dumps(dict(run=a.run, checkpoint=str(r.path), step=r.step, **cfg.kwargs(), n=cfg.n,
-                                                       command=' '.join(['tools/sample_chunks.py', *(argv or sys.argv[1:])])), indent=1))
-    todo = [k for k in range(len(chunks)) if not chunk_path(out, k).exists()]
-    print(f"{len(chunks) - len(todo)} of {len(chunks)} chunks already drawn; {len(todo)} to go", flush=True)
-    for k in todo:
-        t0 = time.time()
+    def work(k):
         [(kk, u)] = sample_part(r.model, r.diffusion, cfg.n, r.shape, cfg.sampler, cfg.steps, cfg.eta, cfg.batch_size, cfg.seed,
                                 rank=k, world_size=len(chunks))        # chunk k alone: generate's batch k
         assert kk == k
-        write_atomic(chunk_path(out, k), lambda f: np.savez_compressed(f, arr_0=u.numpy()))
-        print(f"chunk {k}: {u.shape[0]} images in {time.time() - t0:.0f} s", flush=True)
+        return dict(arr_0=u.numpy()), f"{u.shape[0]} images"
+    run_chunks(out, len(chunks), dict(run=a.run, checkpoint=str(r.path), step=r.step, **cfg.kwargs(), n=cfg.n,
+                                      command=' '.join(['tools/sample_chunks.py', *(argv or sys.argv[1:])])), work, 'drawn')
 
 
 if __name__ == '__main__':
