@@ -6,7 +6,7 @@ Docs: https://ddpm-lit.github.io/ddpm_lit/loss.html.md"""
 
 # %% auto #0
 __all__ = ['LOSSES', 'normal_kl', 'std_normal_cdf', 'discretized_gaussian_log_likelihood', 'vlb_term', 'prior_bpd',
-           'model_output', 'training_losses', 'simple_loss', 'vlb_terms']
+           'model_output', 'training_losses', 'simple_loss', 'check_bound_images', 'vlb_terms']
 
 # %% ../nbs/04_loss.ipynb #2581c8ff
 import math
@@ -158,6 +158,13 @@ def simple_loss(model,               # ε-prediction network: model(x_t [B,C,H,W
     return training_losses(model, as_diffusion(sched, 'eps', fn='simple_loss'), x0, t, noise, 'simple')['loss'].mean()
 
 # %% ../nbs/04_loss.ipynb #aa6154da
+def check_bound_images(x0, fn:str='vlb_terms'):
+    "The images a bound is measured on: floating point [B, ...], within [-1, 1]; otherwise a one-line error naming `fn`"
+    _check_x0(x0, fn)
+    if not torch.isfinite(x0).all() or x0.min() < -1 or x0.max() > 1:
+        raise ValueError(f"{fn}: x0 must lie in [-1, 1] (8-bit images scaled as k/127.5 - 1), "
+                         f"got values in [{x0.min().item():.4g}, {x0.max().item():.4g}]")
+
 def vlb_terms(model,                       # network: model(x_t [B,C,H,W], t [B]) -> output of `parameterization`
               sched,                       # the model's Diffusion (chapter 02), or its NoiseSchedule
               x0:Tensor,                   # images [B, C, H, W] on the 256-level grid in [-1, 1]
@@ -167,10 +174,7 @@ def vlb_terms(model,                       # network: model(x_t [B,C,H,W], t [B]
               generator:torch.Generator=None, # draws the noise of every x_t (reproducible bounds); global RNG if None
              )->dict:                      # float64: prior_bpd [B], terms_bpd [B, T], total_bpd [B], mse [B, T], xstart_mse [B, T] (and _clipped)
     "The variational bound of each image in bits/dim, term by term (the paper's `calc_bpd_loop`)"
-    _check_x0(x0, 'vlb_terms')
-    if not torch.isfinite(x0).all() or x0.min() < -1 or x0.max() > 1:
-        raise ValueError(f"vlb_terms: x0 must lie in [-1, 1] (8-bit images scaled as k/127.5 - 1), "
-                         f"got values in [{x0.min().item():.4g}, {x0.max().item():.4g}]")
+    check_bound_images(x0, 'vlb_terms')
     d = as_diffusion(sched, fn='vlb_terms')
     sched, parameterization, var_type = d.sched, d.parameterization, d.var_type
     B, T = x0.shape[0], sched.T

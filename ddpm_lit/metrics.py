@@ -8,8 +8,9 @@ Docs: https://ddpm-lit.github.io/ddpm_lit/metrics.html.md"""
 __all__ = ['CLASSIFIER_FILE', 'REFERENCES', 'feature_stats', 'frechet_distance', 'frechet_distance_sqrtm', 'FMClassifier',
            'classifier_path', 'load_classifier', 'as_classifier_input', 'features', 'FIDResult', 'fid_from_features',
            'fid', 'PrecisionRecall', 'knn_radii', 'precision_recall', 'score_from_probs', 'classifier_score',
-           'classifier_accuracy', 'bits_per_dim', 'inception_input', 'inception_metric', 'inception_fid',
-           'read_samples', 'classifier_metrics', 'real_data_floor', 'bound_on_test', 'EvalConfig', 'evaluate']
+           'classifier_accuracy', 'vlb_estimate', 'bits_per_dim', 'inception_input', 'inception_metric',
+           'inception_fid', 'read_samples', 'classifier_metrics', 'real_data_floor', 'bound_on_test', 'EvalConfig',
+           'evaluate']
 
 # %% ../nbs/08_metrics.ipynb #a804a50b
 import json, math, sys, time
@@ -23,7 +24,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .loss import vlb_terms
+from .forward import q_sample
+from .loss import vlb_terms, vlb_term, prior_bpd, model_output, check_bound_images
+from .posterior import as_diffusion
 from .posterior import ConfigError
 from .sample import SampleConfig, generate, to_uint8, from_uint8, save_npz
 from .run import load_run, load_data, resolve_device, balanced_labels
@@ -268,13 +271,44 @@ def classifier_accuracy(images,                  # images, any form `as_classifi
     return (pred == y).double().mean().item()
 
 # %% ../nbs/08_metrics.ipynb #42176353
+def vlb_estimate(model,                       # network: model(x_t [B,C,H,W], t [B]) -> output of `parameterization`
+                 sched,                       # the model's Diffusion, or its NoiseSchedule
+                 x0:Tensor,                   # images [B, C, H, W] on the 256-level grid in [-1, 1]
+                 passes:int,                  # network passes per image, 2 <= passes <= T: passes // 2 exact terms, the rest strata
+                 clip_x0:bool=False,          # clip the x0 prediction inside p_θ's mean (as in `vlb_terms`)
+                 progress:bool=False,         # a bar over the passes
+                 generator:torch.Generator=None, # draws every x_t and every stratum's t; global RNG if None
+                )->dict:                      # float64: prior_bpd [B], terms_bpd [B, T] (zero where not drawn), total_bpd [B]; exact, strata
+    "An unbiased estimate of each image's bound from `passes` network passes instead of T (stratified timesteps)"
+    check_bound_images(x0, 'vlb_estimate')
+    d = as_diffusion(sched, fn='vlb_estimate')
+    B, T = x0.shape[0], d.sched.T
+    if isinstance(passes, bool) or not isinstance(passes, int) or not 2 <= passes <= T:
+        raise ValueError(f"vlb_estimate: passes must be an integer from 2 to T = {T}, got {passes!r}")
+    K = passes // 2                                                       # t < K exactly: most of the bound lies there
+    edges = (K + np.round(np.linspace(0, T - K, passes - K + 1))).astype(int).tolist()   # passes - K strata of the rest
+    spans = [(k, k + 1) for k in range(K)] + list(zip(edges[:-1], edges[1:]))
+    gdev = generator.device if generator is not None else x0.device
+    terms, rows = torch.zeros(B, T, dtype=torch.float64, device=x0.device), torch.arange(B, device=x0.device)
+    with torch.no_grad():
+        for a, b in tqdm(spans, disable=not progress, desc='vlb_estimate'):
+            t = torch.randint(a, b, (B,), generator=generator, device=gdev).to(x0.device)   # one t per image in [a, b)
+            noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=gdev).to(x0.device)
+            x_t = q_sample(d.sched, x0, t, noise)
+            out = model_output(model, x_t, t, d.var_type, 'vlb_estimate').to(x0.dtype)
+            term, _ = vlb_term(d.sched, x0, x_t, t, out, d.var_type, clip_x0, d.parameterization)
+            terms[rows, t] += (b - a) * term.double()                     # E[(b - a) L_t] = the stratum's sum of terms
+        prior = prior_bpd(d.sched, x0)
+    return dict(prior_bpd=prior, terms_bpd=terms, total_bpd=prior + terms.sum(1), exact=K, strata=passes - K)
+
 def bits_per_dim(model,                       # callable model(x_t, t) -> output of `parameterization`
                  sched,                       # its Diffusion (a run's `run.diffusion`), or its NoiseSchedule
                  images:Tensor,               # held-out images on the 256-level grid in [-1, 1] [N, C, H, W]
                  batch_size:int=100,          # images per vlb_terms call
                  progress:bool=False,         # tqdm bars
-                 seed:int=0,                  # seeds the x_t draws
-                )->dict:                      # total_bpd, total_bpd_se, n, prior_bpd, decoder_bpd, terms_bpd [T], bits_per_image
+                 seed:int=0,                  # seeds the x_t draws (and, with `passes`, the timesteps)
+                 passes:int=None,             # network passes per image: None computes all T terms; fewer gives `vlb_estimate`'s unbiased estimate
+                )->dict:                      # total_bpd, total_bpd_se, n, passes, prior_bpd, decoder_bpd, terms_bpd [T], bits_per_image
     "The variational bound in bits/dim on `images`: its mean, standard error and per-timestep decomposition"
     images = torch.as_tensor(images)
     if images.ndim != 4 or len(images) < 1: raise ValueError(f"bits_per_dim: images must be [N, C, H, W] with N >= 1, got {tuple(images.shape)}")
@@ -284,13 +318,15 @@ def bits_per_dim(model,                       # callable model(x_t, t) -> output
     tot, prior, terms = [], [], 0
     chunks = range(0, len(images), batch_size)
     for i in tqdm(chunks, disable=not progress or len(chunks) < 2, desc='bits/dim batches'):
-        r = vlb_terms(model, sched, images[i:i + batch_size].to(device), progress=progress, generator=g)
+        xb = images[i:i + batch_size].to(device)
+        r = (vlb_terms(model, sched, xb, progress=progress, generator=g) if passes is None else
+             vlb_estimate(model, sched, xb, passes, progress=progress, generator=g))
         tot.append(r['total_bpd'].cpu()); prior.append(r['prior_bpd'].cpu()); terms = terms + r['terms_bpd'].sum(0).cpu()
     tot, prior, n = torch.cat(tot).double(), torch.cat(prior).double(), len(images)
     terms = (terms / n).double().numpy()
     D = images[0].numel()
     se = tot.std().item() / math.sqrt(n) if n > 1 else float('nan')
-    return dict(total_bpd=tot.mean().item(), total_bpd_se=se, n=n, prior_bpd=prior.mean().item(),
+    return dict(total_bpd=tot.mean().item(), total_bpd_se=se, n=n, passes=passes or len(terms), prior_bpd=prior.mean().item(),
                 decoder_bpd=float(terms[0]), terms_bpd=terms, dims=D, bits_per_image=tot.mean().item() * D)
 
 # %% ../nbs/08_metrics.ipynb #eab6f8ae
@@ -416,16 +452,19 @@ def bound_on_test(r,                    # the Run
                bpd_n:int,            # test images, drawn by `seed`
                bpd_batch_size:int=None, # images per vlb_terms call (default min(bpd_n, 100))
                seed:int=0,
+               passes:int=None,      # network passes per image: None, all T terms; fewer, `vlb_estimate`'s unbiased estimate
                progress:bool=False,
                log=print,
-              )->dict:               # bpd, bpd_se, bpd_n, bpd_prior, bpd_decoder, bpd_dims, bpd_terms, bpd_var_type, bpd_time_s
+              )->dict:               # bpd, bpd_se, bpd_n, bpd_passes, bpd_prior, bpd_decoder, bpd_dims, bpd_terms, bpd_var_type, bpd_time_s
     "The variational bound of the run on test images, in bits/dim, for eval.json"
     t0 = time.time()
     idx = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[:bpd_n]
-    b = bits_per_dim(r.model, r.diffusion, _real(test, idx), bpd_batch_size or min(len(idx), 100), progress, seed=seed)
+    b = bits_per_dim(r.model, r.diffusion, _real(test, idx), bpd_batch_size or min(len(idx), 100), progress, seed=seed,
+                     passes=passes)
     log(f"bits/dim {b['total_bpd']:.4f} ± {b['total_bpd_se']:.4f}  (variational bound on n = {b['n']} test images, "
-        f"{b['dims']} dims each; L_T {b['prior_bpd']:.2e}, L_0 {b['decoder_bpd']:.4f})")
-    return dict(bpd=b['total_bpd'], bpd_se=b['total_bpd_se'], bpd_n=b['n'], bpd_prior=b['prior_bpd'],
+        f"{b['dims']} dims each; L_T {b['prior_bpd']:.2e}, L_0 {b['decoder_bpd']:.4f}"
+        f"{'' if passes is None else f'; estimated from {passes} of the {r.sched.T} terms per image'})")
+    return dict(bpd=b['total_bpd'], bpd_se=b['total_bpd_se'], bpd_n=b['n'], bpd_passes=b['passes'], bpd_prior=b['prior_bpd'],
                 bpd_decoder=b['decoder_bpd'], bpd_dims=b['dims'], bpd_terms=b['terms_bpd'].tolist(),
                 bpd_var_type=r.cfg.var_type, bpd_time_s=round(time.time() - t0, 1))
 
@@ -435,6 +474,7 @@ class EvalConfig(SampleConfig):
     n:int = 1000                # samples for FID (0: skip FID) (under torchrun write -n: torchrun takes --n for its --nnodes)
     bpd_n:int = None            # test images for bits/dim (0: skip); default 100 on CPU, 1000 on CUDA
     bpd_batch_size:int = None   # images per bits/dim batch (default min(bpd-n, 100))
+    bpd_passes:int = None       # network passes per test image for bits/dim (default all T); fewer: an unbiased estimate, stratified over t
     inception:bool = False      # also (for datasets other than Fashion-MNIST, only) the Inception FID (pip install 'ddpm_lit[fid]' and its weights)
     reference:str = None        # the Inception FID's reference split: train (default; the paper's protocol: Ho et al.'s 3.17 is against the CIFAR-10 training set) or test; needs --inception
     floor:bool = True           # also the real-data floor: FID, precision and recall of n training images against the test set (--no-floor: skip it)
@@ -447,7 +487,8 @@ class EvalConfig(SampleConfig):
     def __post_init__(self):
         super().__post_init__()
         for name, ok, want in [('bpd_n', self.bpd_n is None or self.bpd_n >= 0, ">= 0"),
-                               ('bpd_batch_size', self.bpd_batch_size is None or self.bpd_batch_size >= 1, ">= 1")]:
+                               ('bpd_batch_size', self.bpd_batch_size is None or self.bpd_batch_size >= 1, ">= 1"),
+                               ('bpd_passes', self.bpd_passes is None or self.bpd_passes >= 2, ">= 2")]:
             if not ok: raise ConfigError(name, getattr(self, name), want, owner='EvalConfig')
         if self.reference and not self.inception:
             raise ConfigError('reference', self.reference, message="--reference chooses the Inception FID's reference split and "
@@ -481,6 +522,8 @@ def evaluate(run:str,                 # a run directory (its latest checkpoint),
                          f"pass --inception (Inception FID, needs torchmetrics and its weights) or --n 0")
     inc = inception_metric(dev) if c.inception and n else None   # fail before sampling if it cannot run
     bpd_n = _default_bpd_n(dev) if c.bpd_n is None else c.bpd_n
+    if bpd_n and c.bpd_passes is not None and c.bpd_passes > sched.T:      # before any sampling
+        raise ConfigError('bpd_passes', c.bpd_passes, f"from 2 to the run's T = {sched.T}", owner='EvalConfig')
     if progress is None: progress = sys.stderr.isatty()
     rec = c.record(r.diffusion) | dict(n=n, bpd_n=bpd_n, reference=reference, device=str(dev))   # the settings as resolved
     if samples is not None: rec.update(dict.fromkeys(('sampler', 'steps', 'eta', 'var_type', 'guidance', 'batch_size')))   # not known here
@@ -511,5 +554,5 @@ def evaluate(run:str,                 # a run directory (its latest checkpoint),
                        inception_fid_protocol=f"{f.n_a} samples ({how}) vs the {f.n_b} {reference} images of {rcfg.dataset}; "
                                               f"Inception-v3 pool features (torchmetrics); 8-bit rounded images")
             log(f"Inception FID {f.fid:.3f}  (n = {f.n_a} samples vs the {f.n_b} {reference} images; {how}, step {r.step})")
-    if bpd_n: res.update(bound_on_test(r, test, bpd_n, c.bpd_batch_size, c.seed, progress, log))
+    if bpd_n: res.update(bound_on_test(r, test, bpd_n, c.bpd_batch_size, c.seed, c.bpd_passes, progress, log))
     return res

@@ -71,7 +71,7 @@ def test_evaluate_tiny_checkpoint(tmp_path):
     assert res['checkpoint'].endswith('step_00000005.pt')
     # the settings as resolved: every EvalConfig field, the flags given and the defaults of the rest
     assert res['config'] == dict(n=8, sampler='ddim', steps=2, eta=0.0, var_type=None, guidance=0.0, batch_size=8, seed=0,
-                                 ema=True, device='cpu', bpd_n=2, bpd_batch_size=None, inception=False, reference='train',
+                                 ema=True, device='cpu', bpd_n=2, bpd_batch_size=None, bpd_passes=None, inception=False, reference='train',
                                  floor=True, data_dir=None), res['config']
     assert np.load(tmp_path / 's.npz')['arr_0'].shape == (8, 32, 32, 1)
     # samples made elsewhere (e.g. by torchrun ... sample --npz): the same images give the same FID

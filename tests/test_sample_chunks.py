@@ -60,3 +60,36 @@ def test_bound_in_chunks_is_the_bound(image_folder, tmp_path):
     assert abs(one['bpd'] - want['total_bpd']) < 1e-9 and abs(one['bpd_se'] - want['total_bpd_se']) < 1e-9
     assert abs(sum(four['bpd_terms']) + four['bpd_prior'] - four['bpd']) < 1e-9   # the terms add up to the bound
     assert abs(four['bpd'] - one['bpd']) < 4 * one['bpd_se']     # other x_t draws: the same bound within its noise
+
+
+def test_bound_estimate_first_n_and_settings_guard(image_folder, tmp_path):
+    "--bound --passes P --n N: the first N test images, each chunk `bits_per_dim(..., passes=P)`; a folder keeps one set of settings"
+    import json, torch
+    from ddpm_lit.distributed import derive_seed
+    from ddpm_lit.metrics import bits_per_dim
+    from ddpm_lit.run import load_data, load_run
+    run = tmp_path / 'run'
+    cli('train', '--dataset', 'folder', '--data-dir', image_folder, '--model', 'tiny', '--image-size', '8', '--T', '10',
+        '--batch-size', '8', '--steps', '2', '--warmup', '1', '--ckpt-every', '2', '--device', 'cpu', '--no-progress',
+        '--out', run, check=True)
+    args = [str(run), '--bound', '--passes', '4', '--n', '20', '--batch-size', '20', '--out', str(tmp_path / 'est')]
+    subprocess.run(TOOL + args, check=True, capture_output=True)
+    subprocess.run(TOOL + args + ['--assemble', str(tmp_path / 'est.json')], check=True, capture_output=True)
+    got = json.loads((tmp_path / 'est.json').read_text())
+    r = load_run(str(run)); test = load_data(r.cfg, train=False)
+    want = bits_per_dim(r.model, r.diffusion, test.to_float(test.images_at(torch.arange(20))), batch_size=20,
+                        seed=derive_seed(0, 0), passes=4)
+    assert (got['n'], got['passes']) == (20, 4) and abs(got['bpd'] - want['total_bpd']) < 1e-9, (got, want)
+    per_image = np.load(tmp_path / 'est.npz')                    # each image's bound, beside the JSON
+    assert per_image['index'].tolist() == list(range(20)) and abs(per_image['total_bpd'].mean() - got['bpd']) < 1e-9
+    # the same folder with other settings: refused, nothing written; the finished chunk is kept
+    stamp = (tmp_path / 'est' / 'chunk_00000.npz').stat().st_mtime_ns
+    bad = subprocess.run(TOOL + [a if a != '4' else '6' for a in args], capture_output=True, text=True)
+    assert bad.returncode == 1 and "holds chunks made with other settings (passes: 4 there, 6 now); use another folder" in bad.stderr, bad.stderr
+    assert (tmp_path / 'est' / 'chunk_00000.npz').stat().st_mtime_ns == stamp
+    assert json.loads((tmp_path / 'est' / 'settings.json').read_text())['passes'] == 4
+    for flags, msg in ((['--passes', '11'], '--passes: from 2 to T = 10, got 11'), (['--n', '0'], '--n: with --bound, from 1 to the'),
+                       (['--n', '3', '--passes', '4'], '--passes: only with --bound')):
+        a = [str(run)] + (['--bound'] if 'only with' not in msg else []) + flags + ['--out', str(tmp_path / 'x')]
+        bad = subprocess.run(TOOL + a, capture_output=True, text=True)
+        assert bad.returncode == 2 and msg in bad.stderr, (flags, bad.stderr)
