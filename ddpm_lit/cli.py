@@ -185,7 +185,8 @@ def _evaluate_parser(sub):
 
 def cmd_evaluate(a):
     "Run `ddpm-lit evaluate`"
-    res = evaluate(a.run, config_from_flags(a, EvalConfig), npz=a.npz, samples=a.samples, progress=_progress(a))
+    try: res = evaluate(a.run, config_from_flags(a, EvalConfig), npz=a.npz, samples=a.samples, progress=_progress(a))
+    except ConfigError as e: _usage(a.parser, e)     # a setting that fits no run (--bpd-passes above its T): named as the flag
     run = Path(a.run)
     if a.json: out = Path(a.json)
     elif a.run.startswith(PRETRAINED): out = Path(f"eval_{a.run[len(PRETRAINED):]}.json")   # a shipped model: the current folder

@@ -80,6 +80,7 @@ def test_bound_estimate_first_n_and_settings_guard(image_folder, tmp_path):
     want = bits_per_dim(r.model, r.diffusion, test.to_float(test.images_at(torch.arange(20))), batch_size=20,
                         seed=derive_seed(0, 0), passes=4)
     assert (got['n'], got['passes']) == (20, 4) and abs(got['bpd'] - want['total_bpd']) < 1e-9, (got, want)
+    assert (got['bpd_n'], got['bpd_passes'], got['bpd_dims'], got['bpd_var_type']) == (20, 4, 64, r.diffusion.var_type)   # evaluate's keys
     per_image = np.load(tmp_path / 'est.npz')                    # each image's bound, beside the JSON
     assert per_image['index'].tolist() == list(range(20)) and abs(per_image['total_bpd'].mean() - got['bpd']) < 1e-9
     # the same folder with other settings: refused, nothing written; the finished chunk is kept

@@ -81,15 +81,16 @@ def bound_chunk(r, test, k:int, batch_size:int, seed:int, n:int, passes:int=None
                 terms_bpd_sum=v['terms_bpd'].double().sum(0).numpy())
 
 
-def assemble_bound(out:Path, n_chunks:int, a, p)->None:
+def assemble_bound(out:Path, n_chunks:int, a, p, r)->None:
+    "The bound over every chunk's images, with the keys `ddpm-lit evaluate --json` gives it (a model card takes either)"
     check_finished(out, n_chunks, p, 'done')
     parts = [np.load(chunk_path(out, k)) for k in range(n_chunks)]
     tot = np.concatenate([q['total_bpd'] for q in parts]); n = len(tot)
     terms = sum(q['terms_bpd_sum'] for q in parts) / n
     settings = json.loads((out / 'settings.json').read_text())
-    res = dict(settings, n=n, bpd=float(tot.mean()), bpd_se=float(tot.std(ddof=1) / np.sqrt(n)),
-               bpd_prior=float(np.concatenate([q['prior_bpd'] for q in parts]).mean()), bpd_decoder=float(terms[0]),
-               bpd_terms=terms.tolist())
+    res = dict(settings, n=n, device='cpu', bpd=float(tot.mean()), bpd_se=float(tot.std(ddof=1) / np.sqrt(n)), bpd_n=n,
+               bpd_passes=settings.get('passes', r.sched.T), bpd_prior=float(np.concatenate([q['prior_bpd'] for q in parts]).mean()),
+               bpd_decoder=float(terms[0]), bpd_dims=int(np.prod(r.shape)), bpd_terms=terms.tolist(), bpd_var_type=settings['var_type'])
     Path(a.assemble).write_text(json.dumps(res, indent=1))
     np.savez_compressed(Path(a.assemble).with_suffix('.npz'), index=np.concatenate([q['index'] for q in parts]), total_bpd=tot)
     print(f"{a.assemble}: {res['bpd']:.4f} ± {res['bpd_se']:.4f} bits/dim on {n} test images")
@@ -117,7 +118,7 @@ def main(argv=None):
         if not 1 <= n <= len(test): p.error(f"--n: with --bound, from 1 to the {len(test)} test images, got {n}")
         if a.passes is not None and not 2 <= a.passes <= r.sched.T: p.error(f"--passes: from 2 to T = {r.sched.T}, got {a.passes}")
         chunks = sample_chunks(n, cfg.batch_size)
-        if a.assemble: return assemble_bound(out, len(chunks), a, p)
+        if a.assemble: return assemble_bound(out, len(chunks), a, p, r)
         command = ' '.join(['tools/sample_chunks.py', *(argv or sys.argv[1:])])
         def work(k):
             c = bound_chunk(r, test, k, cfg.batch_size, cfg.seed, n, a.passes)
