@@ -23,7 +23,12 @@ def test_chunks_resume_and_assemble_to_ddpm_lit_sample(image_folder, tmp_path):
     cli('sample', run, '-n', '7', '--batch-size', '3', '--seed', '4', '--sampler', 'ddpm', '--npz', want, '--device', 'cpu',
         '--no-progress', check=True)
     args = [str(run), '--sampler', 'ddpm', '--n', '7', '--batch-size', '3', '--seed', '4', '--out', str(tmp_path / 'chunks')]
-    subprocess.run(TOOL + args, check=True, capture_output=True)
+    subprocess.run(TOOL + args + ['--part', '1/2'], check=True, capture_output=True)    # two processes share the work
+    assert [c.name for c in (tmp_path / 'chunks').glob('chunk_*.npz')] == ['chunk_00001.npz']
+    r = subprocess.run(TOOL + args + ['--part', '0/2'], check=True, capture_output=True, text=True)
+    assert '1 of 3 chunks already drawn; 2 to go in part 0 of 2' in r.stdout, r.stdout
+    bad = subprocess.run(TOOL + args + ['--part', '2/2'], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--part: I/M with 0 <= I < M (this process's share of M), got '2/2'" in bad.stderr, bad.stderr
     chunks = sorted((tmp_path / 'chunks').glob('chunk_*.npz'))
     assert [c.name for c in chunks] == ['chunk_00000.npz', 'chunk_00001.npz', 'chunk_00002.npz']
     stamp = chunks[0].stat().st_mtime_ns

@@ -9,6 +9,7 @@ the chunks already there. Then `--assemble` writes the one .npz that `ddpm-lit e
     # the shipped model's 10,000 ancestral samples for its card, one thread in the background, stopped and resumed at will
     OMP_NUM_THREADS=1 nohup .venv/bin/python tools/sample_chunks.py pretrained:fashion_mnist --sampler ddpm --n 10000 \\
         --batch-size 100 --out runs/ancestral_n10000 &
+    # both cores, one process each: add --part 0/2 to one and --part 1/2 to another
     .venv/bin/python tools/sample_chunks.py pretrained:fashion_mnist --sampler ddpm --n 10000 --batch-size 100 \\
         --out runs/ancestral_n10000 --assemble runs/ancestral_n10000.npz
     ddpm-lit evaluate pretrained:fashion_mnist --samples runs/ancestral_n10000.npz --bpd-n 0 --json eval_ddpm1000_n10000.json
@@ -16,7 +17,7 @@ the chunks already there. Then `--assemble` writes the one .npz that `ddpm-lit e
 With `--bound`, chunk k is instead the variational bound (chapter 08's `bits_per_dim`) of test images k*B .. (k+1)*B - 1,
 its x_t (and, with `--passes`, its timesteps) drawn from `derive_seed(seed, k)`, per image; `--n` takes the first n test
 images (default: all). `--passes P` estimates each image's bound from P network passes instead of T, without bias
-(chapter 08's `vlb_estimate`): 100 of 1000 add ~0.02 bits/dim of noise per image where images differ by ~3.
+(chapter 08's `vlb_estimate`, which measures the noise it adds on the shipped model).
 `--assemble OUT.json` gives the mean over the images with its standard error and the mean of every term, and writes
 each image's bound beside it (OUT.npz: `index`, `total_bpd`):
 
@@ -51,8 +52,8 @@ def check_finished(out:Path, n_chunks:int, p, word:str):
     if missing: p.error(f"--assemble: {len(missing)} of {n_chunks} chunks not {word} yet (first: {missing[0]}); run without --assemble")
 
 
-def run_chunks(out:Path, n_chunks:int, settings:dict, work, word:str):
-    "Write the settings, then every chunk not yet in `out`: work(k) -> (arrays for its .npz, a line for the log)"
+def run_chunks(out:Path, n_chunks:int, settings:dict, work, word:str, part:tuple=(0, 1)):
+    "Write the settings, then every chunk of this part (k % M == I) not yet in `out`: work(k) -> (arrays for its .npz, a line for the log)"
     out.mkdir(parents=True, exist_ok=True)
     f = out / 'settings.json'
     if f.exists():                      # chunks of other settings must not be mixed with these
@@ -61,8 +62,10 @@ def run_chunks(out:Path, n_chunks:int, settings:dict, work, word:str):
                 if k != 'command' and old.get(k) != settings.get(k)]
         if diff: sys.exit(f"error: --out {out} holds chunks made with other settings ({'; '.join(diff)}); use another folder")
     write_atomic(f, lambda fh: fh.write(json.dumps(settings, indent=1).encode()))
-    todo = [k for k in range(n_chunks) if not chunk_path(out, k).exists()]
-    print(f"{n_chunks - len(todo)} of {n_chunks} chunks already {word}; {len(todo)} to go", flush=True)
+    done = sum(chunk_path(out, k).exists() for k in range(n_chunks))
+    i, m = part
+    todo = [k for k in range(i, n_chunks, m) if not chunk_path(out, k).exists()]
+    print(f"{done} of {n_chunks} chunks already {word}; {len(todo)} to go" + (f" in part {i} of {m}" if m > 1 else ''), flush=True)
     for k in todo:
         t0 = time.time(); arrays, line = work(k)
         write_atomic(chunk_path(out, k), lambda f: np.savez_compressed(f, **arrays))
@@ -106,10 +109,14 @@ def main(argv=None):
     p.add_argument('--bound', action='store_true', help="the bound on the whole test split instead of samples (the sampling flags unused)")
     p.add_argument('--passes', type=int, default=None, help="with --bound: network passes per image, an unbiased estimate (default: all T terms)")
     p.add_argument('--out', required=True, help='folder of chunks (created)')
+    p.add_argument('--part', default='0/1', metavar='I/M', help='only the chunks k with k %% M == I: M processes (one thread each) '
+                   'share the work, each with its own I (default 0/1: all)')
     p.add_argument('--assemble', default=None, metavar='NPZ', help='only this: join the finished chunks into one .npz')
     a = p.parse_args(argv)
     if a.n is None and not a.bound: p.error('--n: required (the number of images) unless --bound')
     if a.passes is not None and not a.bound: p.error('--passes: only with --bound (network passes per test image)')
+    try: part = tuple(int(v) for v in a.part.split('/')); assert len(part) == 2 and 0 <= part[0] < part[1]
+    except (ValueError, AssertionError): p.error(f"--part: I/M with 0 <= I < M (this process's share of M), got {a.part!r}")
     cfg = SampleConfig(n=a.n or 2, sampler=a.sampler, steps=a.steps, eta=a.eta, batch_size=a.batch_size, seed=a.seed)  # checked here
     out = Path(a.out)
     if a.bound:
@@ -125,7 +132,7 @@ def main(argv=None):
             return c, f"{len(c['index'])} test images, {c['total_bpd'].mean():.3f} bits/dim"
         return run_chunks(out, len(chunks), dict(run=a.run, checkpoint=str(r.path), step=r.step, batch_size=cfg.batch_size,
                           seed=cfg.seed, var_type=r.diffusion.var_type, split='test', n=n, passes=a.passes or r.sched.T,
-                          command=command), work, 'done')
+                          command=command), work, 'done', part)
     chunks = sample_chunks(cfg.n, cfg.batch_size)
     if a.assemble:
         check_finished(out, len(chunks), p, 'drawn')
@@ -138,7 +145,7 @@ def main(argv=None):
         assert kk == k
         return dict(arr_0=u.numpy()), f"{u.shape[0]} images"
     run_chunks(out, len(chunks), dict(run=a.run, checkpoint=str(r.path), step=r.step, **cfg.kwargs(), n=cfg.n,
-                                      command=' '.join(['tools/sample_chunks.py', *(argv or sys.argv[1:])])), work, 'drawn')
+                                      command=' '.join(['tools/sample_chunks.py', *(argv or sys.argv[1:])])), work, 'drawn', part)
 
 
 if __name__ == '__main__':
