@@ -1,10 +1,16 @@
 """tools/sample_chunks.py: samples drawn chunk by chunk, stopped and resumed, assemble to exactly the file one
-`ddpm-lit sample --npz` writes with the same seed and batch size (the seed rule of chapter 05)."""
-import subprocess, sys
+`ddpm-lit sample --npz` writes with the same seed and batch size (the seed rule of chapter 05); the bound of test images
+in chunks is `bits_per_dim`'s, with all T terms or estimated from fewer passes."""
+import json, subprocess, sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+
+from ddpm_lit.distributed import derive_seed
+from ddpm_lit.metrics import bits_per_dim
+from ddpm_lit.run import load_data, load_run
 
 from conftest import cli
 
@@ -14,11 +20,17 @@ ROOT = Path(__file__).resolve().parents[1]
 TOOL = [sys.executable, str(ROOT / 'tools' / 'sample_chunks.py')]
 
 
-def test_chunks_resume_and_assemble_to_ddpm_lit_sample(image_folder, tmp_path):
-    run = tmp_path / 'run'
+@pytest.fixture
+def run(image_folder, tmp_path):
+    "A two-step run of the tiny U-Net (T = 10) on the 32-image folder, for the tool to sample or bound"
+    out = tmp_path / 'run'
     cli('train', '--dataset', 'folder', '--data-dir', image_folder, '--model', 'tiny', '--image-size', '8', '--T', '10',
         '--batch-size', '8', '--steps', '2', '--warmup', '1', '--ckpt-every', '2', '--device', 'cpu', '--no-progress',
-        '--out', run, check=True)
+        '--out', out, check=True)
+    return out
+
+
+def test_chunks_resume_and_assemble_to_ddpm_lit_sample(run, tmp_path):
     want = tmp_path / 'want.npz'
     cli('sample', run, '-n', '7', '--batch-size', '3', '--seed', '4', '--sampler', 'ddpm', '--npz', want, '--device', 'cpu',
         '--no-progress', check=True)
@@ -44,16 +56,8 @@ def test_chunks_resume_and_assemble_to_ddpm_lit_sample(image_folder, tmp_path):
     assert r.returncode == 2 and '--assemble: 1 of 3 chunks not drawn yet (first: 2)' in r.stderr, r.stderr
 
 
-def test_bound_in_chunks_is_the_bound(image_folder, tmp_path):
+def test_bound_in_chunks_is_the_bound(run, tmp_path):
     "--bound: chunk k is bits_per_dim of its images with its x_t seeded by derive_seed(seed, k); assembled over the split"
-    import json, torch
-    from ddpm_lit.distributed import derive_seed
-    from ddpm_lit.metrics import bits_per_dim
-    from ddpm_lit.run import load_data, load_run
-    run = tmp_path / 'run'
-    cli('train', '--dataset', 'folder', '--data-dir', image_folder, '--model', 'tiny', '--image-size', '8', '--T', '10',
-        '--batch-size', '8', '--steps', '2', '--warmup', '1', '--ckpt-every', '2', '--device', 'cpu', '--no-progress',
-        '--out', run, check=True)
     for bs, name in ((32, 'one'), (10, 'four')):                 # the 32 images in one chunk, and in chunks of 10, 10, 10, 2
         args = [str(run), '--bound', '--batch-size', str(bs), '--out', str(tmp_path / name)]
         subprocess.run(TOOL + args, check=True, capture_output=True)
@@ -67,16 +71,8 @@ def test_bound_in_chunks_is_the_bound(image_folder, tmp_path):
     assert abs(four['bpd'] - one['bpd']) < 4 * one['bpd_se']     # other x_t draws: the same bound within its noise
 
 
-def test_bound_estimate_first_n_and_settings_guard(image_folder, tmp_path):
+def test_bound_estimate_first_n_and_settings_guard(run, tmp_path):
     "--bound --passes P --n N: the first N test images, each chunk `bits_per_dim(..., passes=P)`; a folder keeps one set of settings"
-    import json, torch
-    from ddpm_lit.distributed import derive_seed
-    from ddpm_lit.metrics import bits_per_dim
-    from ddpm_lit.run import load_data, load_run
-    run = tmp_path / 'run'
-    cli('train', '--dataset', 'folder', '--data-dir', image_folder, '--model', 'tiny', '--image-size', '8', '--T', '10',
-        '--batch-size', '8', '--steps', '2', '--warmup', '1', '--ckpt-every', '2', '--device', 'cpu', '--no-progress',
-        '--out', run, check=True)
     args = [str(run), '--bound', '--passes', '4', '--n', '20', '--batch-size', '20', '--out', str(tmp_path / 'est')]
     subprocess.run(TOOL + args, check=True, capture_output=True)
     subprocess.run(TOOL + args + ['--assemble', str(tmp_path / 'est.json')], check=True, capture_output=True)
