@@ -26,8 +26,7 @@ from tqdm.auto import tqdm
 
 from .forward import q_sample
 from .loss import vlb_terms, vlb_term, prior_bpd, model_output, check_bound_images
-from .posterior import as_diffusion
-from .posterior import ConfigError
+from .posterior import ConfigError, as_diffusion
 from .sample import SampleConfig, generate, to_uint8, from_uint8, save_npz
 from .run import load_run, load_data, resolve_device, balanced_labels
 
