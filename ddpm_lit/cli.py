@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from fastcore.docments import docments
 
-from .sample import SampleConfig, generate, precision, resolve_device, save_grid, save_npz, to_uint8, from_uint8
+from .sample import SampleConfig, generate, image_format, precision, resolve_device, save_grid, save_npz, to_uint8, from_uint8
 from .posterior import ConfigError
 from .train import (PRETRAINED, PRESETS, CHOICES, RESUMABLE, TrainConfig, TrainingDiverged, RunLocked, CheckpointError,
                                 checkpoints, load_run, open_run, preset)
@@ -115,6 +115,21 @@ def cmd_train(a):
     if env.main: print(f"done: step {tr.step} in {time.time() - t0:.0f}s; checkpoint {checkpoints(a.out)[-1]}; metrics {Path(a.out) / 'metrics.jsonl'}")
 
 # %% ../nbs/16_cli.ipynb #393e9e04
+def _check_outputs(a:argparse.Namespace, # the parsed flags, with `parser`
+                  **flags,               # flag name -> 'image' (a grid: its name must say the format) or 'file'
+                 ):
+    "Before any work: each output flag given names a file that can be written (not a folder, not under a file); else a usage error"
+    for flag, kind in flags.items():
+        path = getattr(a, flag)
+        if path is None: continue
+        p, name = Path(path), '--' + flag.replace('_', '-')
+        if p.is_dir(): a.parser.error(f"argument {name}: {path} is a folder; expected a file name")
+        above = next((q for q in p.parents if q.exists()), None)
+        if above is not None and not above.is_dir(): a.parser.error(f"argument {name}: {above} is a file, so {path} cannot be written")
+        if kind == 'image':
+            try: image_format(p)
+            except ValueError as e: a.parser.error(f"argument {name}: {e}")
+
 def _sampling_flags(p, cls):
     "The options of `sample` and `evaluate`: the run, then one flag per field of `SampleConfig` / `EvalConfig`"
     p.add_argument('run', help=RUN_HELP)
@@ -130,7 +145,7 @@ def _sample_parser(sub):
     p.add_argument('--class', dest='cls', metavar='CLASS',
                    help="a --class-cond run: the class to draw (a label, or a name such as Sandal), or 'all' for one "
                         "row per class (n // classes images each); default: unconditional (the null class)")
-    p.add_argument('--out', help='PNG grid to write (default: RUN/samples.png unless --npz is given)')
+    p.add_argument('--out', help='grid image to write, its format from its name: .png, .jpg, ... (default: RUN/samples.png unless --npz is given)')
     p.add_argument('--grid-n', type=_number(int, 1), help='show only the first N images in the grid (default: all; the .npz has all)')
     p.set_defaults(func=cmd_sample)
 
@@ -139,6 +154,7 @@ def _progress(a): return False if a.no_progress else None     # None: a bar when
 def cmd_sample(a):
     "Run `ddpm-lit sample`"
     c = config_from_flags(a, SampleConfig)
+    _check_outputs(a, out='image', npz='file')             # a bad name fails now, not after hours of sampling
     env = dist_env()
     r = load_run(a.run, ema=c.ema, device=init_distributed(c.device, env))   # under torchrun: this process's GPU
     k = None if a.cls is None else parse_class(a.cls, r.classes)
@@ -185,6 +201,7 @@ def _evaluate_parser(sub):
 
 def cmd_evaluate(a):
     "Run `ddpm-lit evaluate`"
+    _check_outputs(a, json='file', npz='file')
     try: res = evaluate(a.run, config_from_flags(a, EvalConfig), npz=a.npz, samples=a.samples, progress=_progress(a))
     except ConfigError as e: _usage(a.parser, e)     # a setting that fits no run (--bpd-passes above its T): named as the flag
     run = Path(a.run)
@@ -204,7 +221,7 @@ def _inpaint_parser(sub):
     p.add_argument('run', help=RUN_HELP)
     p.add_argument('--image', required=True, help="the image to complete, the run's size (28x28 for a 32-px run is padded)")
     p.add_argument('--mask', required=True, help='same size: white = keep, black = generate')
-    p.add_argument('--out', help='PNG grid to write: the input with its hole, then the completions (default: none with --npz)')
+    p.add_argument('--out', help='grid image to write (.png, .jpg, ...): the input with its hole, then the completions (default: none with --npz)')
     p.add_argument('--npz', help='also write the completions as uint8 [N, H, W, C] under arr_0, and the mask (uint8 [H, W], 1 = '
                                  'kept) under mask')
     p.add_argument('--n', type=_number(int, 1), default=4, help='variations to generate (default 4)')
@@ -216,11 +233,12 @@ def _inpaint_parser(sub):
     p.add_argument('--device', default='auto', help="'auto' (default), 'cpu', 'cuda', ...")
     p.add_argument('--no-ema', action='store_true', help='use the raw weights instead of the EMA')
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
-    p.set_defaults(func=cmd_inpaint)
+    p.set_defaults(func=cmd_inpaint, parser=p)
 
 def cmd_inpaint(a):
     "Run `ddpm-lit inpaint`"
     if not (a.out or a.npz): raise CliError("give --out (a PNG grid) and/or --npz (the completions as an array)")
+    _check_outputs(a, out='image', npz='file')
     r = load_run(a.run, ema=not a.no_ema, device=resolve_device(a.device))
     dev = next(r.model.parameters()).device
     C, S, _ = r.shape

@@ -7,8 +7,8 @@ Docs: https://ddpm-lit.github.io/ddpm_lit/sample.html.md"""
 # %% auto #0
 __all__ = ['SAMPLERS', 'SPACINGS', 'ddpm_step', 'draw_normal', 'Recorder', 'guided_eps', 'check_guidance', 'guided_model',
            'reverse_chain', 'ddpm_sample', 'ddim_timesteps', 'ddim_step', 'ddim_sample', 'to_uint8', 'from_uint8',
-           'save_npz', 'image_grid', 'save_grid', 'describe_sampler', 'generate', 'SampleConfig', 'half_log_snr',
-           'solver_timesteps', 'dpmpp_update', 'dpmpp_sde_update', 'dpmpp_sample', 'dpmpp2m_sample',
+           'save_npz', 'image_grid', 'image_format', 'save_grid', 'describe_sampler', 'generate', 'SampleConfig',
+           'half_log_snr', 'solver_timesteps', 'dpmpp_update', 'dpmpp_sde_update', 'dpmpp_sample', 'dpmpp2m_sample',
            'dpmpp2m_sde_sample', 'dpmpp3m_sample']
 
 # %% ../nbs/06_sample.ipynb #eb738d86
@@ -295,15 +295,25 @@ def image_grid(x:Tensor,    # images [B,C,H,W] in [-1, 1]
     u = to_uint8(x if x.ndim == 4 else x[None]).movedim(-1, 1)
     return make_grid(u, nrow=nrow, padding=padding).movedim(0, -1).contiguous()
 
+def image_format(path, # a file name: 'grid.png', 'grid.jpg', ...
+                )->str:  # the format PIL writes for it: 'PNG', 'JPEG', ...
+    "The image format a file's name asks for, or a one-line ValueError when its suffix names none that PIL writes"
+    from PIL import Image
+    Image.init()
+    fmt = Image.registered_extensions().get(Path(path).suffix.lower())
+    if fmt not in Image.SAVE:
+        raise ValueError(f"cannot tell an image format from the name {str(path)!r}: expected one ending in .png (or .jpg, .webp, ...)")
+    return fmt
+
 def save_grid(x:Tensor,       # images [B,C,H,W] in [-1, 1]
-              path,           # where to write the PNG (its folder is created)
+              path,           # the image file to write: its suffix picks the format (.png, .jpg, ...); its folder is created
               nrow:int=8,     # images per row
               padding:int=2,  # pixels between images (black)
              )->Path:         # the path written
-    "Write the images as one PNG grid with torchvision's save_image"
+    "Write the images as one grid image with torchvision's save_image, in the format the file's name asks for"
     from torchvision.utils import save_image
-    x = _images_cpu(x, 'save_grid')
-    return write_atomic(path, lambda f: save_image((x + 1) / 2, f, nrow=nrow, padding=padding, format='png'))
+    fmt, x = image_format(path), _images_cpu(x, 'save_grid')    # a name that is no image format: refused before anything is written
+    return write_atomic(path, lambda f: save_image((x + 1) / 2, f, nrow=nrow, padding=padding, format=fmt))
 
 # %% ../nbs/06_sample.ipynb #fe937651
 SAMPLERS = ('ddpm', 'ddim', 'dpm++2m', 'dpm++3m', 'dpm++2m-sde')
