@@ -83,6 +83,22 @@ def config_from_flags(a:argparse.Namespace, # the parsed flags, with `parser`
     try: return cls(**{f.name: getattr(a, f.name) for f in dataclasses.fields(cls) if getattr(a, f.name) is not None})
     except ConfigError as e: _usage(a.parser, e)
 
+def _check_outputs(a:argparse.Namespace, # the parsed flags, with `parser`
+                  **flags,               # flag name -> 'folder' (a run), 'file', or 'image' (a file whose name says the format)
+                 ):
+    "Before any work: each output flag given names a path that can be written (a folder or a file, as wanted; not under a file)"
+    for flag, kind in flags.items():
+        path = getattr(a, flag)
+        if path is None: continue
+        p, name = Path(path), '--' + flag.replace('_', '-')
+        if kind == 'folder' and p.exists() and not p.is_dir(): a.parser.error(f"argument {name}: {path} is a file; expected a run folder")
+        if kind != 'folder' and p.is_dir(): a.parser.error(f"argument {name}: {path} is a folder; expected a file name")
+        above = next((q for q in p.parents if q.exists()), None)
+        if above is not None and not above.is_dir(): a.parser.error(f"argument {name}: {above} is a file, so {path} cannot be written")
+        if kind == 'image':
+            try: image_format(p)
+            except ValueError as e: a.parser.error(f"argument {name}: {e}")
+
 def _train_parser(sub):
     p = sub.add_parser('train', help='train a DDPM (the paper recipe by default)',
                        description="Train a DDPM on an image dataset. Defaults are the paper's recipe: Adam 2e-4, "
@@ -99,6 +115,7 @@ def _train_parser(sub):
 def cmd_train(a):
     "Run `ddpm-lit train`"
     given = {f.name: getattr(a, f.name) for f in dataclasses.fields(TrainConfig) if getattr(a, f.name) is not None}
+    _check_outputs(a, out='folder')
     env = dist_env()
     if env.restart and not a.resume and checkpoints(a.out):   # torchrun --max-restarts restarted the group: continue the run
         a.resume = True
@@ -115,21 +132,6 @@ def cmd_train(a):
     if env.main: print(f"done: step {tr.step} in {time.time() - t0:.0f}s; checkpoint {checkpoints(a.out)[-1]}; metrics {Path(a.out) / 'metrics.jsonl'}")
 
 # %% ../nbs/16_cli.ipynb #393e9e04
-def _check_outputs(a:argparse.Namespace, # the parsed flags, with `parser`
-                  **flags,               # flag name -> 'image' (a grid: its name must say the format) or 'file'
-                 ):
-    "Before any work: each output flag given names a file that can be written (not a folder, not under a file); else a usage error"
-    for flag, kind in flags.items():
-        path = getattr(a, flag)
-        if path is None: continue
-        p, name = Path(path), '--' + flag.replace('_', '-')
-        if p.is_dir(): a.parser.error(f"argument {name}: {path} is a folder; expected a file name")
-        above = next((q for q in p.parents if q.exists()), None)
-        if above is not None and not above.is_dir(): a.parser.error(f"argument {name}: {above} is a file, so {path} cannot be written")
-        if kind == 'image':
-            try: image_format(p)
-            except ValueError as e: a.parser.error(f"argument {name}: {e}")
-
 def _sampling_flags(p, cls):
     "The options of `sample` and `evaluate`: the run, then one flag per field of `SampleConfig` / `EvalConfig`"
     p.add_argument('run', help=RUN_HELP)
