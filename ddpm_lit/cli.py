@@ -177,13 +177,13 @@ def cmd_sample(a):
         x = from_uint8(u)                                     # the npz's uint8 images, back in [-1, 1] for the grid
     else: x = generate(r.model, d, n, r.shape, progress=_progress(a), **kw)
     dt = time.time() - t0
+    if a.npz:                                             # the samples first: a grid that fails to write must not lose them
+        save_npz(u if env.torchrun else to_uint8(x), a.npz)
+        print(f"wrote {a.npz} ({n} uint8 images)")
     out = a.out or (None if a.npz else str((r.run_dir or Path('.')) / 'samples.png'))   # a shipped model: the current folder
     if out:
         save_grid(x[:a.grid_n], out, nrow=nrow)
         print(f"wrote {out}" + (f" (the first {min(a.grid_n, n)} images)" if a.grid_n else ''))
-    if a.npz:
-        save_npz(u if env.torchrun else to_uint8(x), a.npz)
-        print(f"wrote {a.npz} ({n} uint8 images)")
     what = c.describe(r.sched.T)
     if k is not None: what += f"; class {'all, one row each' if k == 'all' else repr(r.classes[k])}, guidance w={c.guidance:g}"
     if env.torchrun: what += f"; {env.world_size} processes, chunks of {c.batch_size} seeded by (seed, chunk)"
