@@ -346,7 +346,10 @@ def generate(model,                       # a trained network, in eval mode, on 
     "n samples from a model in batches; batch j is drawn from `derive_seed(seed, first_batch + j)`"
     check_choice('sampler', sampler, SAMPLERS)
     d = as_diffusion(sched, fn='generate')
-    if n < 1 or batch_size < 1: raise ValueError(f"n and batch_size must be >= 1, got n={n}, batch_size={batch_size}")
+    for k, v in (('n', n), ('batch_size', batch_size)):
+        try: ok = not isinstance(v, bool) and operator.index(v) >= 1
+        except TypeError: ok = False
+        if not ok: raise ValueError(f"generate: {k} must be an integer >= 1, got {v!r}")
     check_guidance(y, w, n)
     p = next(model.parameters(), None) if isinstance(model, nn.Module) else None
     device = p.device if p is not None else torch.device('cpu')
