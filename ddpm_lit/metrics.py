@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from .forward import q_sample
 from .loss import vlb_terms, vlb_term, prior_bpd, model_output, check_bound_images
 from .posterior import ConfigError, as_diffusion
-from .sample import SampleConfig, generate, to_uint8, from_uint8, save_npz
+from .sample import SAMPLERS, SampleConfig, describe_sampler, generate, to_uint8, from_uint8, save_npz, npz_settings
 from .run import load_run, load_data, resolve_device, balanced_labels
 
 # %% ../nbs/08_metrics.ipynb #7bd46a72
@@ -395,6 +395,14 @@ def read_samples(path,         # an .npz with uint8 images [N, H, W, C] under ar
                          f"got {arr.dtype} {tuple(arr.shape)} in {p}")
     return arr
 
+def _drawn_how(drawn:dict, # the settings stored with samples (`npz_settings`), or None
+              samples,     # where they came from
+             )->str:       # the samples in words, for the protocol and the log
+    "Samples made elsewhere, in words: their sampler and seed when their .npz says how they were drawn"
+    if not drawn or drawn.get('sampler') not in SAMPLERS: return f"samples from {samples}"
+    steps = drawn.get('steps')                            # a results file records T as the ancestral sampler's steps
+    return f"{describe_sampler(drawn['sampler'], steps, drawn.get('eta') or 0, steps)}, seed {drawn.get('seed')}; samples from {samples}"
+
 def classifier_metrics(x:Tensor,         # samples [N, C, H, W] in [-1, 1]
                        test,             # the test split (ImageData)
                        dev,              # where the classifier runs
@@ -497,7 +505,7 @@ class EvalConfig(SampleConfig):
 def evaluate(run:str,                 # a run directory (its latest checkpoint), a checkpoint file or pretrained:NAME
              cfg:EvalConfig=None,     # what to measure and how (default: `EvalConfig()`)
              npz:str=None,            # also save the samples here: uint8 [N, H, W, C] under key arr_0 (as `ddpm-lit sample`)
-             samples:str=None,        # read the samples from this .npz (uint8 [N, H, W, C] under arr_0, as `sample --npz` writes, e.g. under torchrun) instead of sampling; n = N
+             samples:str=None,        # read the samples from this .npz (uint8 [N, H, W, C] under arr_0, as `sample --npz` writes, e.g. under torchrun, with how they were drawn) instead of sampling; n = N
              progress:bool=None,      # progress bars for sampling, features and bits/dim; None: when stderr is a terminal
              log=print,               # where the summary lines go
              **settings,              # fields of `EvalConfig` that replace cfg's: `evaluate(run, n=500, sampler='ddim')`
@@ -514,7 +522,7 @@ def evaluate(run:str,                 # a run directory (its latest checkpoint),
         raise ValueError(f"--guidance needs a class-conditional run (trained with --class-cond); {r.path} is unconditional")
     if samples is not None:
         arr = read_samples(samples, r.shape)
-        n = len(arr)
+        n, drawn = len(arr), npz_settings(samples)        # how they were drawn, when the .npz says (save_npz's settings)
     y = balanced_labels(n, len(r.classes)) if r.classes and n and samples is None else None   # classes in equal numbers
     if rcfg.dataset != 'fashion_mnist' and not c.inception and n:
         raise ValueError(f"the FID classifier is for Fashion-MNIST, but this run was trained on {rcfg.dataset!r}: "
@@ -525,23 +533,28 @@ def evaluate(run:str,                 # a run directory (its latest checkpoint),
         raise ConfigError('bpd_passes', c.bpd_passes, f"from 2 to the run's T = {sched.T}", owner='EvalConfig')
     if progress is None: progress = sys.stderr.isatty()
     rec = c.record(r.diffusion) | dict(n=n, bpd_n=bpd_n, reference=reference, device=str(dev))   # the settings as resolved
-    if samples is not None: rec.update(dict.fromkeys(('sampler', 'steps', 'eta', 'var_type', 'guidance', 'batch_size')))   # not known here
+    if samples is not None: rec.update({k: (drawn or {}).get(k) for k in ('sampler', 'steps', 'eta', 'var_type', 'guidance', 'batch_size')})
     res = dict(checkpoint=str(r.path), step=r.step, dataset=rcfg.dataset, image_size=rcfg.image_size, T=sched.T,
                ema=c.ema, device=str(dev), seed=c.seed, config=rec)
     dcfg = replace(rcfg, data_dir=c.data_dir) if c.data_dir else rcfg
     test = load_data(dcfg, train=False)
     if n:
         t0 = time.time()
-        if samples is not None:              # made elsewhere (e.g. by `torchrun ... sample`): their settings are not known here
+        if samples is not None:              # made elsewhere (e.g. by `torchrun ... sample`): their settings are what the .npz says
             x = from_uint8(arr)
             res.update(samples_from=str(samples), n=n)
+            if drawn: res.update({k: rec[k] for k in ('sampler', 'steps', 'eta', 'var_type')}, samples_settings=drawn)
+            if drawn and drawn.get('step') != r.step:
+                log(f"note: the samples were drawn at step {drawn.get('step')} ({drawn.get('run')}); this run is at step {r.step}")
         else:
             x = generate(r.model, c.diffusion(r.diffusion), n, r.shape, **c.kwargs(), bf16=rcfg.bf16, progress=progress, y=y)
             res.update({k: rec[k] for k in ('sampler', 'steps', 'eta', 'var_type')}, n=n, sample_time_s=round(time.time() - t0, 1))
-        how = f"samples from {samples}" if samples is not None else f"{c.describe(sched.T)}, seed {c.seed}"
+        how = _drawn_how(drawn, samples) if samples is not None else f"{c.describe(sched.T)}, seed {c.seed}"
         if y is not None: res.update(class_cond=True, guidance=c.guidance, classes=r.classes)
         if npz:
-            save_npz(to_uint8(x), npz); res['samples_npz'] = str(npz)
+            save_npz(to_uint8(x), npz, settings={k: rec[k] for k in ('sampler', 'steps', 'eta', 'var_type', 'guidance', 'batch_size')}
+                     | dict(n=n, seed=c.seed, ema=c.ema, run=str(run), checkpoint=str(r.path), step=r.step, class_cond=y is not None))
+            res['samples_npz'] = str(npz)
         if rcfg.dataset == 'fashion_mnist':   # one classifier pass per set gives FID, precision/recall, the score, the accuracy
             fb, clf, m = classifier_metrics(x, test, dev, how, r.step, y, r.classes, c.guidance, progress, log)
             res.update(m)

@@ -7,12 +7,12 @@ Docs: https://ddpm-lit.github.io/ddpm_lit/sample.html.md"""
 # %% auto #0
 __all__ = ['SAMPLERS', 'SPACINGS', 'ddpm_step', 'draw_normal', 'Recorder', 'guided_eps', 'check_guidance', 'guided_model',
            'reverse_chain', 'ddpm_sample', 'ddim_timesteps', 'ddim_step', 'ddim_sample', 'to_uint8', 'from_uint8',
-           'save_npz', 'image_grid', 'image_format', 'save_grid', 'describe_sampler', 'generate', 'SampleConfig',
-           'half_log_snr', 'solver_timesteps', 'dpmpp_update', 'dpmpp_sde_update', 'dpmpp_sample', 'dpmpp2m_sample',
-           'dpmpp2m_sde_sample', 'dpmpp3m_sample']
+           'save_npz', 'npz_settings', 'image_grid', 'image_format', 'save_grid', 'describe_sampler', 'generate',
+           'SampleConfig', 'half_log_snr', 'solver_timesteps', 'dpmpp_update', 'dpmpp_sde_update', 'dpmpp_sample',
+           'dpmpp2m_sample', 'dpmpp2m_sde_sample', 'dpmpp3m_sample']
 
 # %% ../nbs/06_sample.ipynb #eb738d86
-import math, operator, sys
+import json, math, operator, sys
 from dataclasses import asdict, dataclass
 from typing import ClassVar
 from pathlib import Path
@@ -279,12 +279,19 @@ def from_uint8(u, # uint8 images [B,H,W,C] (array or tensor), as `to_uint8` make
 
 def save_npz(u, # uint8 images [N,H,W,C] (array or tensor), as `to_uint8` makes them
              path, # the .npz to write (its folder is created); written whole or not at all
+             settings:dict=None, # how the images were drawn (run, step, sampler, steps, seed, ...), kept as JSON under `settings`
              **extra, # more arrays to store under their names (e.g. an inpainting mask)
             )->Path:
-    "Write uint8 images under key `arr_0` (the layout FID tools read), and any `extra` arrays, atomically"
+    "Write uint8 images under key `arr_0` (the layout FID tools read), how they were drawn, and any `extra` arrays, atomically"
     u = np.asarray(u)
     if u.dtype != np.uint8 or u.ndim != 4: raise ValueError(f"save_npz: expected uint8 images [N,H,W,C], got {u.dtype} {u.shape}")
+    if settings is not None: extra['settings'] = np.array(json.dumps(settings))     # a string array: no pickle to load it
     return write_atomic(path, lambda f: np.savez(f, arr_0=u, **{k: np.asarray(v) for k, v in extra.items()}))
+
+def npz_settings(path, # an .npz written by `save_npz`
+                )->dict: # its `settings`, or None when it holds none (an .npz made by other code)
+    "How the images of an .npz were drawn, as `save_npz` stored them"
+    with np.load(path) as z: return json.loads(z['settings'].item()) if 'settings' in z.files else None
 
 def image_grid(x:Tensor,    # images [B,C,H,W] in [-1, 1]
                nrow:int=8,  # images per row

@@ -81,6 +81,9 @@ def test_evaluate_tiny_checkpoint(tmp_path):
     assert 'samples from' in r.stdout, r.stdout
     res2 = json.loads(out2.read_text())
     assert res2['n'] == 8 and res2['samples_from'].endswith('s.npz') and abs(res2['fid'] - res['fid']) < 1e-9, (res2, res)
+    # the .npz that evaluate --npz wrote says how its images were drawn, and the protocol names it
+    assert (res2['sampler'], res2['steps'], res2['samples_settings']['seed']) == ('ddim', 2, 0), res2
+    assert '8 samples (DDIM 2 steps, eta 0, seed 0; samples from' in res2['fid_protocol'], res2['fid_protocol']
     line = _one_line_error(cli('evaluate', run, '--samples', tmp_path / 'nope.npz', '--bpd-n', '0'))
     assert '--samples' in line and 'not found' in line, line
     np.savez(tmp_path / 'bad.npz', arr_0=np.zeros((4, 28, 28, 1), np.uint8))

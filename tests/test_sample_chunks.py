@@ -11,6 +11,7 @@ import torch
 from ddpm_lit.distributed import derive_seed
 from ddpm_lit.metrics import bits_per_dim
 from ddpm_lit.run import load_data, load_run
+from ddpm_lit.sample import npz_settings
 
 from conftest import cli
 
@@ -51,6 +52,11 @@ def test_chunks_resume_and_assemble_to_ddpm_lit_sample(run, tmp_path):
     got = tmp_path / 'got.npz'
     subprocess.run(TOOL + args + ['--assemble', str(got)], check=True, capture_output=True)
     np.testing.assert_array_equal(np.load(got)['arr_0'], np.load(want)['arr_0'])
+    keys = ('run', 'checkpoint', 'step', 'n', 'sampler', 'steps', 'eta', 'var_type', 'seed', 'batch_size')
+    said, drawn = npz_settings(want), npz_settings(got)          # and they say the same about how they were drawn
+    assert {k: drawn[k] for k in keys} == {k: said[k] for k in keys} and (drawn['sampler'], drawn['steps'], drawn['seed']) == ('ddpm', 10, 4), (drawn, said)
+    bad = subprocess.run(TOOL + [a if a != '4' else '5' for a in args] + ['--assemble', str(got)], capture_output=True, text=True)
+    assert bad.returncode == 2 and '--assemble: the chunks in' in bad.stderr and 'seed: 4 there, 5 now' in bad.stderr, bad.stderr
     chunks[2].unlink()
     r = subprocess.run(TOOL + args + ['--assemble', str(got)], capture_output=True, text=True)
     assert r.returncode == 2 and '--assemble: 1 of 3 chunks not drawn yet (first: 2)' in r.stderr, r.stderr

@@ -4,7 +4,8 @@
 Chunk k holds the `batch_size` images that `generate` draws as its batch k (seeded by (seed, k): chapter 05's seed
 rule), so the assembled file is exactly what one `ddpm-lit sample RUN --n N --batch-size B --seed S --npz` writes, on
 any machine and however often the work was stopped. Each chunk is written atomically when it is done; a rerun skips
-the chunks already there. Then `--assemble` writes the one .npz that `ddpm-lit evaluate RUN --samples` scores.
+the chunks already there. Then `--assemble` writes the one .npz that `ddpm-lit evaluate RUN --samples` scores, with how
+its images were drawn (run, step, sampler, steps, seed: `save_npz`'s settings), which that evaluation's protocol names.
 
     # the shipped model's 10,000 ancestral samples for its card, one thread in the background, stopped and resumed at will
     OMP_NUM_THREADS=1 nohup .venv/bin/python tools/sample_chunks.py pretrained:fashion_mnist --sampler ddpm --n 10000 \\
@@ -52,15 +53,19 @@ def check_finished(out:Path, n_chunks:int, p, word:str):
     if missing: p.error(f"--assemble: {len(missing)} of {n_chunks} chunks not {word} yet (first: {missing[0]}); run without --assemble")
 
 
+def settings_diff(old:dict, new:dict)->str:
+    "How two chunk folders' settings differ ('' when they do not), the command line aside"
+    return '; '.join(f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in sorted(set(old) | set(new))
+                     if k != 'command' and old.get(k) != new.get(k))
+
+
 def run_chunks(out:Path, n_chunks:int, settings:dict, work, word:str, part:tuple=(0, 1)):
     "Write the settings, then every chunk of this part (k % M == I) not yet in `out`: work(k) -> (arrays for its .npz, a line for the log)"
     out.mkdir(parents=True, exist_ok=True)
     f = out / 'settings.json'
     if f.exists():                      # chunks of other settings must not be mixed with these
-        old = json.loads(f.read_text())
-        diff = [f"{k}: {old.get(k)!r} there, {settings.get(k)!r} now" for k in sorted(set(old) | set(settings))
-                if k != 'command' and old.get(k) != settings.get(k)]
-        if diff: sys.exit(f"error: --out {out} holds chunks made with other settings ({'; '.join(diff)}); use another folder")
+        diff = settings_diff(json.loads(f.read_text()), settings)
+        if diff: sys.exit(f"error: --out {out} holds chunks made with other settings ({diff}); use another folder")
     write_atomic(f, lambda fh: fh.write(json.dumps(settings, indent=1).encode()))
     done = sum(chunk_path(out, k).exists() for k in range(n_chunks))
     i, m = part
@@ -134,18 +139,25 @@ def main(argv=None):
                           seed=cfg.seed, var_type=r.diffusion.var_type, split='test', n=n, passes=a.passes or r.sched.T,
                           command=command), work, 'done', part)
     chunks = sample_chunks(cfg.n, cfg.batch_size)
+    r = load_run(a.run)
+    settings = dict(run=a.run, checkpoint=str(r.path), step=r.step, **cfg.kwargs(), n=cfg.n,
+                    command=' '.join(['tools/sample_chunks.py', *(argv or sys.argv[1:])]))
     if a.assemble:
         check_finished(out, len(chunks), p, 'drawn')
+        drawn = json.loads((out / 'settings.json').read_text())
+        diff = settings_diff(drawn, settings)
+        if diff: p.error(f"--assemble: the chunks in {out} were drawn with other settings ({diff})")
         u = np.concatenate([np.load(chunk_path(out, k))['arr_0'] for k in range(len(chunks))])
-        save_npz(u, a.assemble); print(f"{a.assemble}: {u.shape[0]} images"); return
-    r = load_run(a.run)
+        # how they were drawn travels with them: `ddpm-lit evaluate --samples` names the sampler and seed in its protocol
+        save_npz(u, a.assemble, settings=cfg.record(r.diffusion) | dict(run=a.run, checkpoint=str(r.path), step=r.step,
+                                                                        command=drawn['command'], chunks=len(chunks)))
+        print(f"{a.assemble}: {u.shape[0]} images"); return
     def work(k):
         [(kk, u)] = sample_part(r.model, r.diffusion, cfg.n, r.shape, cfg.sampler, cfg.steps, cfg.eta, cfg.batch_size, cfg.seed,
                                 rank=k, world_size=len(chunks))        # chunk k alone: generate's batch k
         assert kk == k
         return dict(arr_0=u.numpy()), f"{u.shape[0]} images"
-    run_chunks(out, len(chunks), dict(run=a.run, checkpoint=str(r.path), step=r.step, **cfg.kwargs(), n=cfg.n,
-                                      command=' '.join(['tools/sample_chunks.py', *(argv or sys.argv[1:])])), work, 'drawn', part)
+    run_chunks(out, len(chunks), settings, work, 'drawn', part)
 
 
 if __name__ == '__main__':
