@@ -178,8 +178,7 @@ def cmd_sample(a):
     else: x = generate(r.model, d, n, r.shape, progress=_progress(a), **kw)
     dt = time.time() - t0
     if a.npz:                                             # the samples first: a grid that fails to write must not lose them
-        drawn = c.record(d) | dict(n=n, run=a.run, checkpoint=str(r.path), step=r.step, cls=a.cls)   # read back by evaluate --samples
-        save_npz(u if env.torchrun else to_uint8(x), a.npz, settings=drawn)
+        save_npz(u if env.torchrun else to_uint8(x), a.npz, settings=c.drawn(r, a.run, n=n, cls=a.cls))   # read back by evaluate --samples
         print(f"wrote {a.npz} ({n} uint8 images)")
     out = a.out or (None if a.npz else str((r.run_dir or Path('.')) / 'samples.png'))   # a shipped model: the current folder
     if out:

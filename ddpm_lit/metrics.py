@@ -552,8 +552,7 @@ def evaluate(run:str,                 # a run directory (its latest checkpoint),
         how = _drawn_how(drawn, samples) if samples is not None else f"{c.describe(sched.T)}, seed {c.seed}"
         if y is not None: res.update(class_cond=True, guidance=c.guidance, classes=r.classes)
         if npz:
-            save_npz(to_uint8(x), npz, settings={k: rec[k] for k in ('sampler', 'steps', 'eta', 'var_type', 'guidance', 'batch_size')}
-                     | dict(n=n, seed=c.seed, ema=c.ema, run=str(run), checkpoint=str(r.path), step=r.step, class_cond=y is not None))
+            save_npz(to_uint8(x), npz, settings=c.drawn(r, run, n=n, class_cond=y is not None))
             res['samples_npz'] = str(npz)
         if rcfg.dataset == 'fashion_mnist':   # one classifier pass per set gives FID, precision/recall, the score, the accuracy
             fb, clf, m = classifier_metrics(x, test, dev, how, r.step, y, r.classes, c.guidance, progress, log)

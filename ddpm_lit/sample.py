@@ -13,7 +13,7 @@ __all__ = ['SAMPLERS', 'SPACINGS', 'ddpm_step', 'draw_normal', 'Recorder', 'guid
 
 # %% ../nbs/06_sample.ipynb #eb738d86
 import json, math, operator, sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import ClassVar
 from pathlib import Path
 import numpy as np
@@ -427,6 +427,11 @@ class SampleConfig:
         r.update(var_type=self.diffusion(d).var_type if self.sampler == 'ddpm' else None,
                  steps=d.T if self.sampler == 'ddpm' else self.steps, eta=self.eta if self.sampler == 'ddim' else None)
         return r
+
+    def drawn(self, run, name:str, **more)->dict:
+        "What samples of a `Run` (opened as `name`) drawn with these settings keep with them: `save_npz`'s settings"
+        rec = self.record(run.diffusion)
+        return {f.name: rec[f.name] for f in fields(SampleConfig)} | dict(run=str(name), checkpoint=str(run.path), step=run.step) | more
 
 # %% ../nbs/06_sample.ipynb #6edd9bbc
 SPACINGS = ('uniform', 'logsnr', 'karras')

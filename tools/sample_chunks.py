@@ -149,8 +149,7 @@ def main(argv=None):
         if diff: p.error(f"--assemble: the chunks in {out} were drawn with other settings ({diff})")
         u = np.concatenate([np.load(chunk_path(out, k))['arr_0'] for k in range(len(chunks))])
         # how they were drawn travels with them: `ddpm-lit evaluate --samples` names the sampler and seed in its protocol
-        save_npz(u, a.assemble, settings=cfg.record(r.diffusion) | dict(run=a.run, checkpoint=str(r.path), step=r.step,
-                                                                        command=drawn['command'], chunks=len(chunks)))
+        save_npz(u, a.assemble, settings=cfg.drawn(r, a.run, command=drawn['command'], chunks=len(chunks)))
         print(f"{a.assemble}: {u.shape[0]} images"); return
     def work(k):
         [(kk, u)] = sample_part(r.model, r.diffusion, cfg.n, r.shape, cfg.sampler, cfg.steps, cfg.eta, cfg.batch_size, cfg.seed,
