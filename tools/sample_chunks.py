@@ -123,7 +123,7 @@ def main(argv=None):
     try: part = tuple(int(v) for v in a.part.split('/')); assert len(part) == 2 and 0 <= part[0] < part[1]
     except (ValueError, AssertionError): p.error(f"--part: I/M with 0 <= I < M (this process's share of M), got {a.part!r}")
     cfg = SampleConfig(n=a.n or 2, sampler=a.sampler, steps=a.steps, eta=a.eta, batch_size=a.batch_size, seed=a.seed)  # checked here
-    out = Path(a.out)
+    out, command = Path(a.out), ' '.join(['tools/sample_chunks.py', *(argv or sys.argv[1:])])
     if a.bound:
         r = load_run(a.run); test = load_data(r.cfg, train=False)
         n = len(test) if a.n is None else a.n
@@ -131,7 +131,6 @@ def main(argv=None):
         if a.passes is not None and not 2 <= a.passes <= r.sched.T: p.error(f"--passes: from 2 to T = {r.sched.T}, got {a.passes}")
         chunks = sample_chunks(n, cfg.batch_size)
         if a.assemble: return assemble_bound(out, len(chunks), a, p, r)
-        command = ' '.join(['tools/sample_chunks.py', *(argv or sys.argv[1:])])
         def work(k):
             c = bound_chunk(r, test, k, cfg.batch_size, cfg.seed, n, a.passes)
             return c, f"{len(c['index'])} test images, {c['total_bpd'].mean():.3f} bits/dim"
@@ -140,8 +139,7 @@ def main(argv=None):
                           command=command), work, 'done', part)
     chunks = sample_chunks(cfg.n, cfg.batch_size)
     r = load_run(a.run)
-    settings = dict(run=a.run, checkpoint=str(r.path), step=r.step, **cfg.kwargs(), n=cfg.n,
-                    command=' '.join(['tools/sample_chunks.py', *(argv or sys.argv[1:])]))
+    settings = dict(run=a.run, checkpoint=str(r.path), step=r.step, **cfg.kwargs(), n=cfg.n, command=command)
     if a.assemble:
         check_finished(out, len(chunks), p, 'drawn')
         drawn = json.loads((out / 'settings.json').read_text())
