@@ -398,10 +398,12 @@ def read_samples(path,         # an .npz with uint8 images [N, H, W, C] under ar
 def _drawn_how(drawn:dict, # the settings stored with samples (`npz_settings`), or None
               samples,     # where they came from
              )->str:       # the samples in words, for the protocol and the log
-    "Samples made elsewhere, in words: their sampler and seed when their .npz says how they were drawn"
+    "Samples made elsewhere, in words: their sampler and seed (and the network's precision, if not float32) when their .npz says how they were drawn"
     if not drawn or drawn.get('sampler') not in SAMPLERS: return f"samples from {samples}"
     steps = drawn.get('steps')                            # a results file records T as the ancestral sampler's steps
-    return f"{describe_sampler(drawn['sampler'], steps, drawn.get('eta') or 0, steps)}, seed {drawn.get('seed')}; samples from {samples}"
+    prec = drawn.get('precision', 'float32')              # e.g. 'bf16 autocast (CPU)' from tools/sample_chunks.py --bf16
+    net = '' if prec == 'float32' else f", network in {prec}"
+    return f"{describe_sampler(drawn['sampler'], steps, drawn.get('eta') or 0, steps)}, seed {drawn.get('seed')}{net}; samples from {samples}"
 
 def classifier_metrics(x:Tensor,         # samples [N, C, H, W] in [-1, 1]
                        test,             # the test split (ImageData)

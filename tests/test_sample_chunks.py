@@ -101,3 +101,20 @@ def test_bound_estimate_first_n_and_settings_guard(run, tmp_path):
         a = [str(run)] + (['--bound'] if 'only with' not in msg else []) + flags + ['--out', str(tmp_path / 'x')]
         bad = subprocess.run(TOOL + a, capture_output=True, text=True)
         assert bad.returncode == 2 and msg in bad.stderr, (flags, bad.stderr)
+
+
+def test_bf16_chunks_are_named_and_not_mixed(run, tmp_path):
+    "--bf16: the network in bf16 autocast on the CPU (the shipped model: the tiny run's output is too near 0 to show it); the settings and the assembled file say so"
+    args = ['pretrained:fashion_mnist', '--sampler', 'ddim', '--steps', '2', '--n', '4', '--batch-size', '2', '--out']
+    subprocess.run(TOOL + args + [str(tmp_path / 'f32')], check=True, capture_output=True)
+    subprocess.run(TOOL + args + [str(tmp_path / 'b16'), '--bf16'], check=True, capture_output=True)
+    f32, b16 = (json.loads((tmp_path / n / 'settings.json').read_text()) for n in ('f32', 'b16'))
+    assert (f32['precision'], b16['precision'], b16['compiled']) == ('float32', 'bf16 autocast (CPU)', False), (f32, b16)
+    a, b = (np.load(tmp_path / n / 'chunk_00000.npz')['arr_0'].astype(int) for n in ('f32', 'b16'))
+    assert (a != b).any() and np.abs(a - b).mean() < 8, np.abs(a - b).mean()   # the same noise, a coarser network pass
+    subprocess.run(TOOL + args + [str(tmp_path / 'b16'), '--bf16', '--assemble', str(tmp_path / 'b16.npz')], check=True, capture_output=True)
+    assert npz_settings(tmp_path / 'b16.npz')['precision'] == 'bf16 autocast (CPU)'
+    bad = subprocess.run(TOOL + args + [str(tmp_path / 'f32'), '--bf16'], capture_output=True, text=True)   # not mixed in one folder
+    assert bad.returncode == 1 and "(precision: 'float32' there, 'bf16 autocast (CPU)' now)" in bad.stderr, bad.stderr
+    bad = subprocess.run(TOOL + [str(run), '--bound', '--bf16', '--out', str(tmp_path / 'x')], capture_output=True, text=True)
+    assert bad.returncode == 2 and '--bf16/--compile: only when sampling (the bound is computed in float32)' in bad.stderr, bad.stderr
